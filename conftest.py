@@ -1,0 +1,3 @@
+"""Root pytest configuration: the step library is a plugin, visible to every feature."""
+
+pytest_plugins = ["steps.plugin", "steps.drill_steps"]

@@ -1,0 +1,16 @@
+@crash_loop @quick @nightly @gameday
+Feature: Service crash loop
+  A release whose replicas crash as soon as they start must never reach customers:
+  readiness checks keep it out of traffic and the platform rolls it back by itself,
+  while shoppers keep browsing and checking out.
+
+  Scenario: A crash-looping release of orders is kept out of traffic and rolled back
+    Given the target is up and every replica is ready
+    And steady load of 40 requests per second from the "shop" profile
+    And a baseline of 3 seconds
+    When a release of "orders" that crashes on start takes 50% of traffic
+    And the target has 3 seconds to recover
+    Then the "checkout" journey's error rate stays below 1%
+    And the "checkout" journey's p95 latency stays below 300 ms
+    And no acknowledged order is lost
+    And the release of "orders" was rolled back within 15 seconds

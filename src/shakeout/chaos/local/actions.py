@@ -1,0 +1,86 @@
+"""Chaos Toolkit actions against the embedded platform (``shakeout.chaos.local.actions``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shakeout.chaos.local import client
+
+__all__ = [
+    "deploy_version",
+    "freeze_zone",
+    "kill_replica",
+    "kill_zone",
+    "promote_version",
+    "resume_zone",
+    "rollback_version",
+    "rotate_shared_key",
+    "scale_service",
+]
+
+
+def deploy_version(
+    service: str,
+    version: str,
+    weight: float = 0.5,
+    env: dict[str, str] | None = None,
+    replicas: int | None = None,
+    configuration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Roll out ``version`` of ``service`` beside the stable one, taking ``weight`` of traffic.
+
+    ``env`` is added to the new replicas' environment (the reference services read fault knobs
+    from it, such as ``SHAKEOUT_CRASH_ON_START=1``).
+    """
+    with client(configuration) as platform:
+        return platform.deploy(service, version, weight, env, replicas)
+
+
+def rollback_version(service: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Roll back the version being rolled out; does nothing when there is none."""
+    with client(configuration) as platform:
+        return platform.rollback(service)
+
+
+def promote_version(service: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make the version being rolled out the stable one."""
+    with client(configuration) as platform:
+        return platform.promote(service)
+
+
+def kill_replica(replica: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """SIGKILL one replica; the platform restarts it with back-off."""
+    with client(configuration) as platform:
+        return platform.replica_action(replica, "kill")
+
+
+def kill_zone(zone: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Take a zone down: its replicas stop and stay stopped until ``resume_zone``."""
+    with client(configuration) as platform:
+        return platform.zone_action(zone, "kill")
+
+
+def freeze_zone(zone: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """SIGSTOP every replica of a zone: they keep their ports but answer nothing."""
+    with client(configuration) as platform:
+        return platform.zone_action(zone, "freeze")
+
+
+def resume_zone(zone: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Undo ``kill_zone`` or ``freeze_zone``."""
+    with client(configuration) as platform:
+        return platform.zone_action(zone, "resume")
+
+
+def rotate_shared_key(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rotate the services' shared internal key (the previous one stays valid for a while)."""
+    with client(configuration) as platform:
+        return platform.rotate_key()
+
+
+def scale_service(
+    service: str, replicas: int, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Set the number of replicas of a service's stable version."""
+    with client(configuration) as platform:
+        return platform.scale(service, replicas)

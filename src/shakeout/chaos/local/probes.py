@@ -1,0 +1,50 @@
+"""Chaos Toolkit probes of the embedded platform (``shakeout.chaos.local.probes``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shakeout.chaos.local import client
+
+__all__ = ["all_replicas_ready", "replicas", "rollout_status", "wait_for_rollout"]
+
+
+def all_replicas_ready(configuration: dict[str, Any] | None = None) -> bool:
+    """True when every replica of every service answers its readiness probe."""
+    with client(configuration) as platform:
+        return all(r["ready"] for r in platform.replicas())
+
+
+def replicas(
+    service: str | None = None, configuration: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Replicas (of one service, or all) with zone, version, state, readiness and restarts."""
+    with client(configuration) as platform:
+        found = platform.replicas()
+    return [r for r in found if service is None or r["service"] == service]
+
+
+def rollout_status(service: str, configuration: dict[str, Any] | None = None) -> str:
+    """Status of the service's latest rollout: progressing, available, rolled_back, promoted."""
+    with client(configuration) as platform:
+        rollout = platform.status()["services"][service]["rollout"]
+    return "none" if rollout is None else str(rollout["status"])
+
+
+def wait_for_rollout(
+    service: str, timeout_s: float = 30.0, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Wait until the service's rollout is no longer progressing, or ``timeout_s`` passes.
+
+    Returns the rollout record with ``waited_s``; a rollout still ``progressing`` after the
+    timeout is returned as it is, so a tolerance on ``status`` can judge it.
+    """
+    started = time.monotonic()
+    with client(configuration) as platform:
+        while True:
+            rollout = platform.status()["services"][service]["rollout"] or {"status": "none"}
+            waited = time.monotonic() - started
+            if rollout["status"] != "progressing" or waited >= timeout_s:
+                return {**rollout, "waited_s": round(waited, 3)}
+            time.sleep(0.1)  # poll the control API under the timeout above

@@ -1,0 +1,130 @@
+"""The ``shakeout`` command line.
+
+shakeout platform up     [--target FILE]   start the embedded platform in the background
+shakeout platform status [--target FILE]   gateway URL and every replica
+shakeout platform down   [--target FILE]   stop every process the platform started
+shakeout validate FILE...                  check target files without starting anything
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from shakeout.errors import ShakeoutError
+from shakeout.platform import lifecycle
+from shakeout.topology import load_target
+
+DEFAULT_TARGET = Path("targets/local.yaml")
+
+_console = Console()
+_errors = Console(stderr=True)
+
+
+def _platform_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    _console.print(f"starting platform from {args.target} ...")
+    state, new = lifecycle.up(args.target)
+    if new:
+        took = time.monotonic() - started
+        _console.print(f"platform [bold]{state.target}[/] ready in {took:.1f} s")
+    else:
+        _console.print(f"platform [bold]{state.target}[/] was already running")
+    _console.print(f"gateway: {state.gateway_url}")
+    return 0
+
+
+def _platform_status(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    state = lifecycle.running(target.name)
+    if state is None:
+        _console.print(f"platform {target.name!r} is not running")
+        return 3
+    with lifecycle.PlatformClient(state) as client:
+        status = client.status()
+    _console.print(f"platform [bold]{state.target}[/] (pid {state.pid}) from {state.target_file}")
+    _console.print(f"gateway: {state.gateway_url}    control: {state.control_url}")
+    table = Table("service", "replica", "version", "zone", "state", "ready", "restarts", "port")
+    for name, svc in status["services"].items():
+        weights = ", ".join(f"{v}={w:.0%}" for v, w in svc["weights"].items())
+        rollout = svc["rollout"]
+        label = f"{name}\n[dim]{svc['url']}\n{weights}[/]"
+        if rollout:
+            label += f"\n[dim]rollout {rollout['version']}: {rollout['status']}[/]"
+        for i, replica in enumerate(svc["replicas"]):
+            table.add_row(
+                label if i == 0 else "",
+                replica["id"],
+                replica["version"],
+                replica["zone"],
+                replica["state"],
+                "yes" if replica["ready"] else "[red]no[/]",
+                str(replica["restarts"]),
+                str(replica["port"]),
+            )
+    _console.print(table)
+    return 0
+
+
+def _platform_down(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    if lifecycle.down(target.name):
+        _console.print(f"platform {target.name!r} stopped")
+    else:
+        _console.print(f"platform {target.name!r} was not running")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    for path in args.files:
+        target = load_target(path)
+        _console.print(f"{path}: ok (target {target.name!r}, {len(target.services)} services)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``shakeout`` command."""
+    parser = argparse.ArgumentParser(
+        prog="shakeout", description="Chaos and resilience drills against a target."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    platform = commands.add_parser("platform", help="manage the embedded platform")
+    actions = platform.add_subparsers(dest="action", required=True)
+    for name, handler, text in (
+        ("up", _platform_up, "start it in the background; returns when every replica is ready"),
+        ("status", _platform_status, "print the gateway URL and every replica"),
+        ("down", _platform_down, "stop every process the platform started"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        sub.add_argument(
+            "--target", type=Path, default=DEFAULT_TARGET, help="target file (default: %(default)s)"
+        )
+        sub.set_defaults(handler=handler)
+    validate = commands.add_parser("validate", help="check target files")
+    validate.add_argument("files", nargs="+", type=Path)
+    validate.set_defaults(handler=_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``shakeout`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ShakeoutError as exc:
+        _errors.print("[red]error:[/]", escape(str(exc)), highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        _errors.print("interrupted")
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The drill engine: what steps call. One ``Drill`` per scenario.
+
+A drill owns a run folder under ``reports/runs/``, the load it started, and the faults it ran.
+Steps stay thin: they parse words, call one method here, and assert on the verdict it returns.
+``close()`` always stops the load; faults are never left behind because ``run_experiment``
+plays their rollbacks on every path (see :mod:`shakeout.chaos.runner`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shakeout._process import wait_for
+from shakeout.chaos.runner import FaultRun, run_experiment, validate
+from shakeout.errors import ConfigError, FaultError, LoadError, PlatformError
+from shakeout.load import LoadRun, LoadSpec, resolve_profile
+from shakeout.measure import RequestRecord, summarize
+from shakeout.platform.lifecycle import PlatformClient
+from shakeout.platform.state import PlatformState
+from shakeout.slo import Objective, Verdict, evaluate
+
+SCENARIO_DIR = Path("scenarios")
+
+# Fault words a feature may use, mapped to the experiment that implements them on this target
+# and to the experiment configuration each word's arguments fill in.
+FAULTS: dict[str, str] = {
+    "crash_loop": "crash_loop.json",
+}
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """Acknowledged orders reconciled with the store."""
+
+    acknowledged: int
+    missing: list[str]
+
+    @property
+    def message(self) -> str:
+        """One line for assertions and reports."""
+        if not self.missing:
+            return f"all {self.acknowledged} acknowledged orders are in the store"
+        shown = ", ".join(self.missing[:5])
+        return (
+            f"data objective breached: {len(self.missing)} of {self.acknowledged} acknowledged "
+            f"orders are missing from the store (objective: 0 lost), e.g. {shown}"
+        )
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """How a rollout of a service ended, read from the platform."""
+
+    service: str
+    version: str
+    status: str
+    reason: str
+    duration_s: float | None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "drill"
+
+
+class Drill:
+    """One scenario's run against a target: load, faults, measurements, verdicts."""
+
+    def __init__(self, platform: PlatformState, name: str, reports_dir: Path = Path("reports")):
+        self.platform = platform
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = reports_dir / "runs" / f"{stamp}-{_slug(name)}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.load: LoadRun | None = None
+        self.faults: list[FaultRun] = []
+        self.verdicts: list[Verdict] = []
+        self.started_at = time.time()
+        self._events_since = self._last_event()
+
+    # -- load --------------------------------------------------------------------------------
+
+    def start_load(self, profile: str, rate_rps: float, max_duration_s: float = 240.0) -> None:
+        """Start steady load from a profile at a rate (bounded by ``max_duration_s``)."""
+        if self.load is not None:
+            raise LoadError("load is already running in this drill")
+        spec = LoadSpec(resolve_profile(profile), rate_rps, max_duration_s)
+        self.load = LoadRun(spec, self.platform.gateway_url, self.run_dir)
+        self.load.start()
+
+    def hold(self, seconds: float) -> None:
+        """Let the load run for a while (baseline or recovery), watching that it stays up."""
+        load = self._require_load()
+        if wait_for(lambda: not load.running, seconds, period_s=0.2):
+            raise LoadError(f"the load generator stopped early; see {load.log_path}")
+
+    def stop_load(self) -> list[RequestRecord]:
+        """Stop the load (idempotent) and return every request record."""
+        load = self._require_load()
+        load.stop()
+        return load.records()
+
+    def _require_load(self) -> LoadRun:
+        if self.load is None:
+            raise LoadError("no load is running: a load step must come first")
+        return self.load
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def inject(self, fault: str, **variables: str | float | int) -> FaultRun:
+        """Run the experiment behind a fault word to its end, rollbacks included."""
+        if fault not in FAULTS:
+            raise ConfigError(f"unknown fault {fault!r} (known: {', '.join(sorted(FAULTS))})")
+        experiment = SCENARIO_DIR / FAULTS[fault]
+        validate(experiment, self.run_dir)
+        result = run_experiment(
+            experiment, self.run_dir, {"shakeout_target": self.platform.target, **variables}
+        )
+        self.faults.append(result)
+        if result.status == "aborted" or not result.rollbacks_ok:
+            raise FaultError(f"{result.summary()}; journal {result.journal_path}")
+        return result
+
+    # -- verdicts ----------------------------------------------------------------------------
+
+    def check(self, objective: Objective) -> Verdict:
+        """Judge an objective over the whole drill (load start to load stop)."""
+        records = self.stop_load()
+        verdict = evaluate(objective, records, window="the drill")
+        self.verdicts.append(verdict)
+        return verdict
+
+    def check_orders(self) -> DataCheck:
+        """Reconcile every acknowledged order with the store, through the gateway."""
+        records = self.stop_load()
+        acknowledged = sorted(
+            {
+                r.order_id
+                for r in records
+                if r.name == "checkout" and r.ok and r.status in (200, 201) and r.order_id
+            }
+        )
+        missing: list[str] = []
+        with httpx.Client(base_url=self.platform.gateway_url, timeout=30.0) as client:
+            for i in range(0, len(acknowledged), 5000):
+                chunk = acknowledged[i : i + 5000]
+                try:
+                    response = client.post("/api/orders/lookup", json={"ids": chunk})
+                    response.raise_for_status()
+                except httpx.HTTPError as exc:
+                    raise PlatformError(
+                        f"cannot reconcile orders: {self.platform.gateway_url}"
+                        f"/api/orders/lookup failed: {exc}"
+                    ) from exc
+                missing.extend(response.json()["missing"])
+        return DataCheck(len(acknowledged), missing)
+
+    def rollout_outcome(self, service: str) -> RolloutOutcome:
+        """How the latest rollout of a service ended."""
+        with PlatformClient(self.platform) as client:
+            services = client.status()["services"]
+        if service not in services:
+            raise ConfigError(f"no service {service!r} on target {self.platform.target!r}")
+        rollout = services[service]["rollout"]
+        if rollout is None:
+            return RolloutOutcome(service, "", "none", "", None)
+        ended = rollout.get("ended_at")
+        return RolloutOutcome(
+            service,
+            rollout["version"],
+            rollout["status"],
+            rollout.get("reason", ""),
+            ended - rollout["started_at"] if ended else None,
+        )
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def _last_event(self) -> int:
+        try:
+            with PlatformClient(self.platform) as client:
+                events = client.events()
+        except PlatformError:
+            return 0
+        return int(events[-1]["seq"]) if events else 0
+
+    def summary(self) -> dict[str, Any]:
+        """What the drill measured and decided, kept as ``summary.json`` in the run folder."""
+        records = self.load.records() if self.load else []
+        journeys = sorted({r.name for r in records})
+        stats = {name: summarize(records, name) for name in journeys}
+        return {
+            "drill": self.name,
+            "target": self.platform.target,
+            "started_at": self.started_at,
+            "load": {
+                name: {
+                    "requests": s.count,
+                    "errors": s.errors,
+                    "error_rate": s.error_rate,
+                    "p50_ms": s.p50_ms,
+                    "p95_ms": s.p95_ms,
+                    "p99_ms": s.p99_ms,
+                }
+                for name, s in stats.items()
+            },
+            "faults": [
+                {
+                    "experiment": str(f.experiment),
+                    "status": f.status,
+                    "deviated": f.deviated,
+                    "fault_start": f.fault_start,
+                    "fault_end": f.fault_end,
+                    "rollbacks_ok": f.rollbacks_ok,
+                    "journal": str(f.journal_path),
+                }
+                for f in self.faults
+            ],
+            "verdicts": [v.as_dict() for v in self.verdicts],
+        }
+
+    def close(self) -> Path:
+        """Stop the load, save the summary and the platform's events; return the run folder."""
+        try:
+            if self.load is not None:
+                self.load.stop()
+        finally:
+            (self.run_dir / "summary.json").write_text(
+                json.dumps(self.summary(), indent=2, default=str), encoding="utf-8"
+            )
+            try:
+                with PlatformClient(self.platform) as client:
+                    events = client.events(self._events_since)
+                (self.run_dir / "platform-events.json").write_text(
+                    json.dumps(events, indent=2), encoding="utf-8"
+                )
+            except PlatformError:
+                pass
+        return self.run_dir

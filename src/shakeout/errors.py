@@ -1,0 +1,43 @@
+"""ShakeOut's exception tree.
+
+Every error the harness raises on purpose derives from ``ShakeoutError`` and carries a message
+that names the file, field or value at fault::
+
+    ShakeoutError
+    ├── ConfigError            a target, topology, SLO or scenario file is invalid
+    ├── PlatformError          the embedded platform cannot start, or is not running
+    │   └── PlatformUnreachable  the control API does not answer
+    ├── LoadError              the load generator failed to start or crashed
+    ├── FaultError             a Chaos Toolkit experiment failed or could not run
+    └── SLOBreach              an objective was not met (raised as an assertion by steps)
+"""
+
+from __future__ import annotations
+
+
+class ShakeoutError(Exception):
+    """Base class of every error ShakeOut raises on purpose."""
+
+
+class ConfigError(ShakeoutError):
+    """A target, topology, SLO or scenario file is invalid; the message names file and field."""
+
+
+class PlatformError(ShakeoutError):
+    """The embedded platform could not start, or is not in the expected state."""
+
+
+class PlatformUnreachable(PlatformError):
+    """The platform's control API did not answer."""
+
+
+class LoadError(ShakeoutError):
+    """The load generator failed to start or ended abnormally."""
+
+
+class FaultError(ShakeoutError):
+    """A fault (Chaos Toolkit experiment) could not run or its rollback failed."""
+
+
+class SLOBreach(ShakeoutError, AssertionError):
+    """An objective was not met; the message names objective, observed and expected values."""

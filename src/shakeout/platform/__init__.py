@@ -1,0 +1,1 @@
+"""The embedded platform: replicas as local processes behind a health-checked router."""

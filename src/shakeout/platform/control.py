@@ -1,0 +1,161 @@
+"""The control API: what faults need from the embedded platform, on loopback, behind a token.
+
+Routes (all JSON, all need ``Authorization: Bearer <token>``):
+
+=====================================  ===========================================================
+GET  /v1/status                        services, versions, weights, rollouts and every replica
+GET  /v1/replicas                      replicas with zone, version, state, readiness, restarts
+GET  /v1/events?since=SEQ              platform events (restarts, ejections, rollouts, faults)
+POST /v1/replicas/{id}/{action}        action: kill | freeze | resume
+POST /v1/zones/{zone}/{action}         action: kill (zone down) | freeze | resume
+POST /v1/services/{name}/deploy        {"version", "weight", "env", "replicas"}
+POST /v1/services/{name}/promote
+POST /v1/services/{name}/rollback
+POST /v1/services/{name}/scale         {"replicas"}
+POST /v1/secrets/rotate
+=====================================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shakeout.errors import PlatformError
+from shakeout.platform.supervisor import NotFound, Supervisor
+
+
+class DeployRequest(BaseModel):
+    """Body of ``POST /v1/services/{name}/deploy``."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=40)
+    weight: float = Field(ge=0.0, le=1.0)
+    env: dict[str, str] = {}
+    replicas: int | None = Field(default=None, ge=1, le=50)
+
+
+class ScaleRequest(BaseModel):
+    """Body of ``POST /v1/services/{name}/scale``."""
+
+    model_config = ConfigDict(extra="forbid")
+    replicas: int = Field(ge=0, le=50)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    data = await request.json()
+    if not isinstance(data, dict):
+        raise PlatformError("request body must be a JSON object")
+    return data
+
+
+def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
+    """Build the control API for a running supervisor."""
+
+    async def status(request: Request) -> JSONResponse:
+        return JSONResponse(supervisor.snapshot())
+
+    async def replicas(request: Request) -> JSONResponse:
+        return JSONResponse([r.as_dict() for s in supervisor.services.values() for r in s.replicas])
+
+    async def events(request: Request) -> JSONResponse:
+        since = int(request.query_params.get("since", "0"))
+        return JSONResponse([e for e in supervisor.events if e["seq"] > since])
+
+    async def replica_action(request: Request) -> JSONResponse:
+        replica = supervisor.find_replica(request.path_params["replica"])
+        action = request.path_params["action"]
+        if action == "kill":
+            supervisor.kill(replica)
+        elif action == "freeze":
+            supervisor.freeze(replica)
+        elif action == "resume":
+            supervisor.resume(replica)
+        else:
+            return _error(404, f"unknown replica action {action!r} (kill, freeze, resume)")
+        return JSONResponse({"replica": replica.id, "action": action})
+
+    async def zone_action(request: Request) -> JSONResponse:
+        zone = request.path_params["zone"]
+        action = request.path_params["action"]
+        if action == "kill":
+            ids = await supervisor.zone_down(zone)
+        elif action == "freeze":
+            ids = [r.id for r in supervisor.zone_replicas(zone)]
+            for replica in supervisor.zone_replicas(zone):
+                supervisor.freeze(replica)
+        elif action == "resume":
+            ids = await supervisor.zone_up(zone)
+        else:
+            return _error(404, f"unknown zone action {action!r} (kill, freeze, resume)")
+        return JSONResponse({"zone": zone, "action": action, "replicas": ids})
+
+    async def deploy(request: Request) -> JSONResponse:
+        body = DeployRequest.model_validate(await _body(request))
+        rollout = await supervisor.deploy(
+            request.path_params["service"], body.version, body.weight, body.env, body.replicas
+        )
+        return JSONResponse(rollout.as_dict(), status_code=202)
+
+    async def promote(request: Request) -> JSONResponse:
+        rollout = await supervisor.promote(request.path_params["service"])
+        return JSONResponse(rollout.as_dict())
+
+    async def rollback(request: Request) -> JSONResponse:
+        rollout = await supervisor.rollback(request.path_params["service"], "requested")
+        return JSONResponse(rollout.as_dict() if rollout else {"status": "nothing to roll back"})
+
+    async def scale(request: Request) -> JSONResponse:
+        body = ScaleRequest.model_validate(await _body(request))
+        count = await supervisor.scale(request.path_params["service"], body.replicas)
+        return JSONResponse({"service": request.path_params["service"], "replicas": count})
+
+    async def rotate(request: Request) -> JSONResponse:
+        return JSONResponse({"rotated_at": supervisor.rotate_key()})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/status", status),
+            Route("/v1/replicas", replicas),
+            Route("/v1/events", events),
+            Route("/v1/replicas/{replica}/{action}", replica_action, methods=["POST"]),
+            Route("/v1/zones/{zone}/{action}", zone_action, methods=["POST"]),
+            Route("/v1/services/{service}/deploy", deploy, methods=["POST"]),
+            Route("/v1/services/{service}/promote", promote, methods=["POST"]),
+            Route("/v1/services/{service}/rollback", rollback, methods=["POST"]),
+            Route("/v1/services/{service}/scale", scale, methods=["POST"]),
+            Route("/v1/secrets/rotate", rotate, methods=["POST"]),
+        ],
+        exception_handlers={
+            NotFound: lambda req, exc: _error(404, str(exc)),
+            PlatformError: lambda req, exc: _error(409, str(exc)),
+            ValidationError: lambda req, exc: _error(400, str(exc)),
+            ValueError: lambda req, exc: _error(400, f"invalid request: {exc}"),
+        },
+    )
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                response = _error(401, "missing or wrong control token (see the state file)")
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded

@@ -1,0 +1,189 @@
+"""The platform daemon: supervisor, router and control API in one background process.
+
+Started by ``shakeout platform up`` (see :mod:`shakeout.platform.lifecycle`), never imported by
+the drills. It binds every service port and the control port first, so that a port in use is
+reported before any replica starts; writes the state file once every replica is ready; and on
+SIGTERM, SIGINT, or the death of its owner process stops every replica it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shakeout.errors import ConfigError, ShakeoutError
+from shakeout.platform.control import create_control_app
+from shakeout.platform.router import Router
+from shakeout.platform.state import PlatformState, pid_alive
+from shakeout.platform.supervisor import Supervisor
+from shakeout.topology import LocalTarget, load_target
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that leaves signal handling to the daemon."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(port: int, where: str) -> socket.socket:
+    """Bind a loopback listening socket; a port in use names the field that asked for it."""
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
+    # socket says it is TCP; without it every keep-alive response waits out delayed ACKs (40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{where}: port {port} is not available ({exc.strerror})") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_all(
+    target: LocalTarget, target_file: str
+) -> tuple[dict[str, socket.socket], socket.socket]:
+    """Bind every service port and the control port, or fail naming the field."""
+    bound: dict[str, socket.socket] = {}
+    try:
+        for name, spec in target.services.items():
+            bound[name] = bind(spec.port, f"{target_file}: field services.{name}.port")
+        control = bind(target.platform.control_port, f"{target_file}: field platform.control_port")
+    except ConfigError:
+        for sock in bound.values():
+            sock.close()
+        raise
+    return bound, control
+
+
+async def serve(target: LocalTarget, target_file: str, directory: Path, owner: int | None) -> None:
+    """Run the platform until told to stop; always stop every replica on the way out."""
+    sockets, control_sock = bind_all(target, target_file)
+    ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+    control_port = control_sock.getsockname()[1]
+    supervisor = Supervisor(target, directory, ports)
+    router = Router(supervisor, {port: name for name, port in ports.items()})
+    token = secrets.token_urlsafe(32)
+    control = create_control_app(supervisor, token)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        handler: ASGIApp = control if scope.get("server", (None, 0))[1] == control_port else router
+        await handler(scope, receive, send)
+
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+    )
+    server = _Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.ensure_future(server.serve(sockets=[*sockets.values(), control_sock]))
+    state = PlatformState(
+        target=target.name,
+        target_file=target_file,
+        pid=os.getpid(),
+        control_url=f"http://127.0.0.1:{control_port}",
+        token=token,
+        gateway_url=f"http://127.0.0.1:{ports[target.gateway]}",
+        services={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
+        started_at=time.time(),
+        owner_pid=owner,
+    )
+    ready = False
+
+    def record() -> None:
+        if ready:
+            dataclasses.replace(state, replica_pids=supervisor.pids()).write(directory)
+
+    supervisor.on_change.append(record)
+    try:
+        await supervisor.start()
+        deadline = time.monotonic() + target.platform.ready_timeout_s
+        while not supervisor.all_ready():
+            if time.monotonic() > deadline:
+                waiting = [
+                    f"{r.id} ({r.as_dict()['state']}, log {directory}/logs/{r.id}.log)"
+                    for s in supervisor.services.values()
+                    for r in s.replicas
+                    if not r.ready
+                ]
+                raise ShakeoutError(
+                    f"{target_file}: not every replica became ready within "
+                    f"platform.ready_timeout_s={target.platform.ready_timeout_s:g} s: "
+                    + ", ".join(waiting)
+                )
+            if stop.is_set():
+                return
+            await asyncio.sleep(0.05)  # poll for readiness under the deadline above
+        ready = True
+        record()
+        print(f"shakeout platform {target.name!r} ready at {state.gateway_url}", flush=True)
+        while not stop.is_set():
+            if owner is not None and not pid_alive(owner):
+                supervisor.event("owner_gone", owner_pid=owner)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    finally:
+        (directory / "state.json").unlink(missing_ok=True)
+        await supervisor.stop()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 5)
+        await router.aclose()
+        supervisor.event("platform_stopped", target=target.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m shakeout.platform.daemon``."""
+    parser = argparse.ArgumentParser(prog="shakeout-platform-daemon")
+    parser.add_argument("--target", required=True, help="target file (YAML)")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--owner-pid", type=int, default=None)
+    parser.add_argument(
+        "--detach", action="store_true", help="fork, print the daemon's pid and return at once"
+    )
+    args = parser.parse_args(argv)
+    if args.detach:
+        child = os.fork()
+        if child:
+            # The launcher exits at once, so the daemon is nobody's child: no zombie to reap and
+            # no Popen object left running in the harness.
+            print(child, flush=True)
+            os._exit(0)
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # release the launcher's pipe
+    try:
+        target = load_target(args.target)
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(serve(target, args.target, args.state_dir, args.owner_pid))
+    except ShakeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Start, find, talk to and stop the embedded platform from the CLI, the drills and faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shakeout._process import tail, wait_for
+from shakeout.errors import PlatformError, PlatformUnreachable
+from shakeout.platform.daemon import bind_all
+from shakeout.platform.state import PlatformState, pid_alive, read_state, state_dir
+from shakeout.topology import load_target
+
+
+class PlatformClient:
+    """Synchronous client of a running platform's control API."""
+
+    def __init__(self, state: PlatformState, timeout_s: float = 10.0):
+        self.state = state
+        self._http = httpx.Client(
+            base_url=state.control_url,
+            headers={"Authorization": f"Bearer {state.token}"},
+            timeout=timeout_s,
+        )
+
+    def __enter__(self) -> PlatformClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=json)
+        except httpx.TransportError as exc:
+            raise PlatformUnreachable(
+                f"platform {self.state.target!r}: control API at {self.state.control_url} "
+                f"does not answer ({type(exc).__name__}); is it running? "
+                f"(state file {self.state.path})"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("error", response.text)
+            except ValueError:
+                detail = response.text
+            raise PlatformError(f"platform {self.state.target!r}: {method} {path}: {detail}")
+        return response.json()
+
+    def status(self) -> dict[str, Any]:
+        """Services, versions, weights, rollouts and replicas."""
+        result: dict[str, Any] = self._call("GET", "/v1/status")
+        return result
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Every replica with zone, version, state, readiness and restarts."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/replicas")
+        return result
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        """Platform events after sequence number ``since``."""
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/events?since={since}")
+        return result
+
+    def replica_action(self, replica: str, action: str) -> dict[str, Any]:
+        """Kill, freeze or resume one replica."""
+        result: dict[str, Any] = self._call("POST", f"/v1/replicas/{replica}/{action}")
+        return result
+
+    def zone_action(self, zone: str, action: str) -> dict[str, Any]:
+        """Kill, freeze or resume a whole zone."""
+        result: dict[str, Any] = self._call("POST", f"/v1/zones/{zone}/{action}")
+        return result
+
+    def deploy(
+        self,
+        service: str,
+        version: str,
+        weight: float,
+        env: dict[str, str] | None = None,
+        replicas: int | None = None,
+    ) -> dict[str, Any]:
+        """Roll out a version of a service beside the stable one with a traffic weight."""
+        body = {"version": version, "weight": weight, "env": env or {}, "replicas": replicas}
+        result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/deploy", body)
+        return result
+
+    def promote(self, service: str) -> dict[str, Any]:
+        """Make the version being rolled out the stable one."""
+        result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/promote")
+        return result
+
+    def rollback(self, service: str) -> dict[str, Any]:
+        """Roll back the version being rolled out (a no-op when there is none)."""
+        result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/rollback")
+        return result
+
+    def scale(self, service: str, replicas: int) -> dict[str, Any]:
+        """Set the replica count of a service's stable version."""
+        body = {"replicas": replicas}
+        result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/scale", body)
+        return result
+
+    def rotate_key(self) -> dict[str, Any]:
+        """Rotate the shared internal key."""
+        result: dict[str, Any] = self._call("POST", "/v1/secrets/rotate")
+        return result
+
+
+def running(target_name: str) -> PlatformState | None:
+    """State of the target's platform if its daemon is alive, else None (stale files removed)."""
+    state = read_state(target_name)
+    if state is None:
+        return None
+    if not pid_alive(state.pid):
+        state.path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def up(target_file: Path | str, owner_pid: int | None = None) -> tuple[PlatformState, bool]:
+    """Start the platform in the background and return once every replica is ready.
+
+    Returns the state and whether this call started it (False when it was already running).
+    With ``owner_pid`` the daemon stops by itself when that process ends.
+    """
+    target = load_target(target_file)
+    existing = running(target.name)
+    if existing is not None:
+        if Path(existing.target_file).resolve() != Path(target_file).resolve():
+            raise PlatformError(
+                f"platform {target.name!r} is already running from {existing.target_file}; "
+                f"stop it first with 'shakeout platform down {target.name}'"
+            )
+        return existing, False
+    sockets, control = bind_all(target, str(target_file))  # fail on a busy port now
+    for sock in [*sockets.values(), control]:
+        sock.close()
+    directory = state_dir(target.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "daemon.log"
+    command = [
+        sys.executable,
+        "-m",
+        "shakeout.platform.daemon",
+        "--detach",
+        "--target",
+        str(target_file),
+        "--state-dir",
+        str(directory),
+    ]
+    if owner_pid is not None:
+        command += ["--owner-pid", str(owner_pid)]
+    with log_path.open("wb") as log:
+        launched = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+            check=False,
+            timeout=30,
+        )
+    if launched.returncode != 0 or not launched.stdout.strip().isdigit():
+        raise PlatformError(
+            f"platform {target.name!r} failed to start (exit code {launched.returncode}):\n"
+            + tail(log_path)
+        )
+    pid = int(launched.stdout)
+
+    def settled() -> bool:
+        state = read_state(target.name)
+        return (state is not None and state.pid == pid) or not pid_alive(pid)
+
+    wait_for(settled, target.platform.ready_timeout_s + 10)
+    state = read_state(target.name)
+    if state is not None and state.pid == pid:
+        return state, True
+    if not pid_alive(pid):
+        raise PlatformError(f"platform {target.name!r} failed to start:\n" + tail(log_path))
+    os.kill(pid, signal.SIGTERM)
+    raise PlatformError(
+        f"platform {target.name!r} not ready after {target.platform.ready_timeout_s:g} s; "
+        f"daemon log:\n{tail(log_path)}"
+    )
+
+
+def down(target_name: str, timeout_s: float = 10.0) -> bool:
+    """Stop a target's platform and every replica it started; False when none was running."""
+    state = read_state(target_name)
+    if state is None:
+        return False
+    if pid_alive(state.pid):
+        os.kill(state.pid, signal.SIGTERM)
+        if not wait_for(lambda: not pid_alive(state.pid), timeout_s):
+            os.kill(state.pid, signal.SIGKILL)
+    # Replicas die with the daemon (PR_SET_PDEATHSIG); make sure of it anyway.
+    for pid in state.replica_pids:
+        if pid_alive(pid) and _is_replica(pid, state):
+            os.kill(pid, signal.SIGKILL)
+    state.path.unlink(missing_ok=True)
+    return True
+
+
+def _is_replica(pid: int, state: PlatformState) -> bool:
+    """Guard against pid reuse: only kill a process whose environment names this platform."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"SHAKEOUT_SECRET_FILE={state_dir(state.target)}".encode() in environ

@@ -1,0 +1,218 @@
+"""The router: one stable port per service, load-balanced over the replicas the supervisor allows.
+
+It plays the part of a Kubernetes Service plus a small slice of a mesh sidecar:
+
+* traffic goes only to routable replicas (ready ones, when health checks are on);
+* traffic is split between versions by weight (canary), round-robin within a version;
+* an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, or any request carrying an
+  ``Idempotency-Key``) that fails to connect or gets 502/503/504 is retried on another replica;
+* a replica is ejected for a while after consecutive failures (outlier detection).
+
+The router is an ASGI app served by uvicorn on several sockets at once; the listening port of a
+request (``scope["server"]``) says which service it is for. Upstream calls use aiohttp: inside
+a uvicorn server, httpx's async client added 10-25 ms per call at 20 idle-ish keep-alive
+connections (measured: median 25 ms against 4 ms for aiohttp, the upstream answering in 2 ms).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from shakeout.platform.supervisor import Replica, Supervisor
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_RETRY_STATUS = frozenset({502, 503, 504})
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+
+
+class _NoReplica(Exception):
+    pass
+
+
+class Router:
+    """ASGI app routing each service port to that service's replicas."""
+
+    def __init__(self, supervisor: Supervisor, ports: dict[int, str]):
+        self.supervisor = supervisor
+        self.policy = supervisor.spec.router
+        self.ports = ports
+        self._rr: dict[str, itertools.count[int]] = {}
+        self._failures: dict[str, int] = {}
+        self._ejected_until: dict[str, float] = {}
+        self._rng = random.Random()
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(
+            total=self.policy.timeout_s, sock_connect=self.policy.connect_timeout_s
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The upstream connection pool (created on the serving loop at first use)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=2.0),
+                timeout=self._timeout,
+                auto_decompress=False,
+                trust_env=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close upstream connections."""
+        if self._session is not None:
+            await self._session.close()
+
+    # -- choosing a replica ------------------------------------------------------------------
+
+    def _candidates(self, service: str, exclude: set[str]) -> list[Replica]:
+        now = time.monotonic()
+        replicas = [r for r in self.supervisor.routable(service) if r.id not in exclude]
+        healthy = [r for r in replicas if self._ejected_until.get(r.id, 0.0) <= now]
+        # Like Envoy's panic threshold: if every endpoint is ejected, use them all anyway.
+        return healthy or replicas
+
+    def pick(self, service: str, exclude: set[str]) -> Replica:
+        """Choose a replica: a version by weight, then round-robin within it."""
+        candidates = self._candidates(service, exclude)
+        if not candidates:
+            raise _NoReplica(service)
+        by_version: dict[str, list[Replica]] = {}
+        for replica in candidates:
+            by_version.setdefault(replica.version, []).append(replica)
+        weights = self.supervisor.services[service].weights
+        versions = [v for v in by_version if weights.get(v, 0.0) > 0.0]
+        if not versions:
+            versions = list(by_version)
+            chosen = versions[0]
+        elif len(versions) == 1:
+            chosen = versions[0]
+        else:
+            chosen = self._rng.choices(versions, [weights[v] for v in versions])[0]
+        pool = by_version[chosen]
+        counter = self._rr.setdefault(f"{service}/{chosen}", itertools.count())
+        return pool[next(counter) % len(pool)]
+
+    def _record(self, replica: Replica, ok: bool) -> None:
+        if ok:
+            self._failures.pop(replica.id, None)
+            return
+        count = self._failures.get(replica.id, 0) + 1
+        self._failures[replica.id] = count
+        threshold = self.policy.eject_after_failures
+        if threshold and count >= threshold:
+            self._failures.pop(replica.id, None)
+            self._ejected_until[replica.id] = time.monotonic() + self.policy.ejection_s
+            self.supervisor.event("replica_ejected", replica=replica.id, failures=count)
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            while message["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        service = self.ports[scope["server"][1]]
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.lower() not in _HOP_BY_HOP
+        ]
+        retryable = scope["method"] in _IDEMPOTENT or any(
+            k.lower() == "idempotency-key" for k, _ in headers
+        )
+        path = scope["raw_path"] or scope["path"].encode()
+        if scope["query_string"]:
+            path += b"?" + scope["query_string"]
+        status, out_headers, content = await self._forward(
+            service, scope["method"], path.decode("latin-1"), headers, body, retryable
+        )
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _forward(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        retryable: bool,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        tried: set[str] = set()
+        attempts = 1 + (self.policy.retries if retryable else 0)
+        error = "no ready replica"
+        for _ in range(attempts):
+            try:
+                replica = self.pick(service, tried)
+            except _NoReplica:
+                break
+            tried.add(replica.id)
+            try:
+                async with self.session.request(
+                    method,
+                    URL(replica.url + path, encoded=True),
+                    headers=CIMultiDict(headers),
+                    data=body or None,
+                    allow_redirects=False,
+                ) as response:
+                    content = await response.read()
+                    status = response.status
+                    out = [(k, v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
+            except TimeoutError:
+                self._record(replica, ok=False)
+                error = f"upstream {replica.id} timed out"
+                continue
+            except aiohttp.ClientError as exc:
+                self._record(replica, ok=False)
+                error = f"upstream {replica.id} unreachable ({type(exc).__name__})"
+                continue
+            self._record(replica, ok=status < 500)
+            if status in _RETRY_STATUS and len(tried) < attempts:
+                continue
+            return status, out, content
+        status = 503 if error == "no ready replica" else 502
+        payload = json.dumps({"error": error, "service": service}).encode()
+        return (
+            status,
+            [(b"content-type", b"application/json"), (b"x-shakeout-router", b"1")],
+            payload,
+        )

@@ -1,0 +1,86 @@
+"""Where a running embedded platform is recorded: one state file per target name.
+
+The daemon writes ``<runtime dir>/<target name>/state.json`` once every replica is ready and
+keeps its list of process ids current. The CLI, the drills and the Chaos Toolkit extension read
+it to find the control API, its token and the gateway URL. The runtime directory is
+``$SHAKEOUT_RUNTIME_DIR`` or ``./reports/platform``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from shakeout.errors import PlatformError
+
+
+def runtime_root() -> Path:
+    """Directory that holds one folder per running platform."""
+    configured = os.environ.get("SHAKEOUT_RUNTIME_DIR")
+    return Path(configured) if configured else Path.cwd() / "reports" / "platform"
+
+
+def state_dir(target_name: str) -> Path:
+    """Runtime folder of one target's platform (logs, data, shared key, state file)."""
+    return runtime_root() / target_name
+
+
+@dataclass(frozen=True)
+class PlatformState:
+    """What a client needs to reach a running platform."""
+
+    target: str
+    target_file: str
+    pid: int
+    control_url: str
+    token: str
+    gateway_url: str
+    services: dict[str, str]
+    started_at: float
+    owner_pid: int | None = None
+    replica_pids: list[int] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        """The state file this state lives in."""
+        return state_dir(self.target) / "state.json"
+
+    def write(self, directory: Path) -> None:
+        """Write atomically, readable by the owner only (it holds the control token)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        tmp.chmod(0o600)
+        os.replace(tmp, directory / "state.json")
+
+
+def read_state(target_name: str) -> PlatformState | None:
+    """The recorded state of a target's platform, or None when none is recorded."""
+    path = state_dir(target_name) / "state.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PlatformError(f"{path}: unreadable platform state file: {exc}") from exc
+    try:
+        return PlatformState(**data)
+    except TypeError as exc:
+        raise PlatformError(f"{path}: platform state file has unexpected fields: {exc}") from exc
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id exists (and is not a zombie we could reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

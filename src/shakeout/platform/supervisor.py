@@ -1,0 +1,606 @@
+"""The supervisor: runs every replica as a process, probes it, restarts it, rolls versions.
+
+It is the embedded platform's stand-in for a kubelet plus a deployment controller:
+
+* a replica is one process on a loopback port, placed in a simulated zone;
+* a crashed replica is restarted with a doubling back-off and its restarts are counted, so a
+  crash loop looks like Kubernetes' ``CrashLoopBackOff``;
+* readiness probes decide which replicas the router may use (when health checks are on);
+* ``deploy`` starts replicas of a new version beside the stable one with a traffic weight; a
+  rollout that does not become ready within its progress deadline, or whose replicas keep
+  crashing, is rolled back automatically when the topology says so.
+
+Everything runs on one asyncio loop in the platform daemon; nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from shakeout._process import die_with_parent
+from shakeout.errors import PlatformError
+from shakeout.topology import LocalTarget, ServiceSpec, expand, python_executable
+
+ReplicaState = Literal["starting", "running", "frozen", "backoff", "stopped"]
+
+
+def free_port() -> int:
+    """A loopback TCP port that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NotFound(PlatformError):
+    """A replica, service or zone named in a request does not exist."""
+
+
+@dataclass
+class Replica:
+    """One running (or restarting) instance of a service version."""
+
+    id: str
+    service: str
+    version: str
+    zone: str
+    port: int
+    env: dict[str, str]
+    state: ReplicaState = "starting"
+    ready: bool = False
+    restarts: int = 0
+    consecutive_crashes: int = 0
+    last_exit_code: int | None = None
+    started_at: float = 0.0
+    pid: int | None = None
+    zone_down: bool = False
+    probe_failures: int = 0
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Base URL of this replica."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view for the control API."""
+        return {
+            "id": self.id,
+            "service": self.service,
+            "version": self.version,
+            "zone": self.zone,
+            "port": self.port,
+            "pid": self.pid,
+            "state": "CrashLoopBackOff" if self.state == "backoff" else self.state,
+            "ready": self.ready,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
+        }
+
+
+@dataclass
+class Rollout:
+    """A version being rolled out beside the stable one."""
+
+    version: str
+    weight: float
+    started_at: float
+    status: Literal["progressing", "available", "rolled_back", "promoted"] = "progressing"
+    reason: str = ""
+    ended_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view for the control API."""
+        return {
+            "version": self.version,
+            "weight": self.weight,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass
+class Service:
+    """Desired and observed state of one service."""
+
+    name: str
+    spec: ServiceSpec
+    port: int
+    stable_version: str
+    replicas: list[Replica] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)
+    rollout: Rollout | None = None
+    desired_replicas: int = 0
+
+    def versions(self) -> dict[str, float]:
+        """Traffic weight per version."""
+        return dict(self.weights)
+
+
+class Supervisor:
+    """Starts, probes, restarts and rolls the replicas of a topology."""
+
+    def __init__(self, target: LocalTarget, state_dir: Path, service_ports: dict[str, int]):
+        self.target = target
+        self.spec = target.platform
+        self.state_dir = state_dir
+        self.log_dir = state_dir / "logs"
+        self.data_dir = state_dir / "data"
+        self.secret_file = state_dir / "shared-key.json"
+        self.events: deque[dict[str, Any]] = deque(maxlen=5000)
+        self._events_file = state_dir / "events.jsonl"
+        self._seq = itertools.count(1)
+        self._zone_cycle: dict[str, itertools.cycle[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._probe_client: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self.on_change: list[Any] = []
+        self.services: dict[str, Service] = {
+            name: Service(
+                name=name,
+                spec=spec,
+                port=service_ports[name],
+                stable_version=spec.version,
+                weights={spec.version: 1.0},
+                desired_replicas=spec.replicas,
+            )
+            for name, spec in target.services.items()
+        }
+
+    # -- events ------------------------------------------------------------------------------
+
+    def event(self, kind: str, **detail: Any) -> None:
+        """Record a platform event (restarts, ejections, rollouts, faults) with a timestamp."""
+        record = {"seq": next(self._seq), "t": time.time(), "kind": kind, **detail}
+        self.events.append(record)
+        with self._events_file.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the secret file, start every replica and the probe and rollout loops."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_secret(secrets.token_urlsafe(24), previous=None)
+        self._probe_client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True), trust_env=False
+        )
+        for svc in self.services.values():
+            for _ in range(svc.spec.replicas):
+                await self._add_replica(svc, svc.stable_version, dict(svc.spec.env))
+        self._spawn(self._probe_loop())
+        self._spawn(self._rollout_loop())
+        self.event("platform_started", target=self.target.name)
+
+    async def stop(self) -> None:
+        """Stop every replica (SIGCONT first for frozen ones), then the background loops."""
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        replicas = [r for svc in self.services.values() for r in svc.replicas]
+        await asyncio.gather(*(self._stop_replica(r) for r in replicas))
+        if self._probe_client is not None:
+            await self._probe_client.close()
+
+    def all_ready(self) -> bool:
+        """True when every replica that should run answers its readiness probe."""
+        return all(
+            r.ready for svc in self.services.values() for r in svc.replicas if not r.zone_down
+        )
+
+    def pids(self) -> list[int]:
+        """Process ids of every live replica (for the state file)."""
+        return [r.pid for svc in self.services.values() for r in svc.replicas if r.pid]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    def _next_zone(self, svc: Service, version: str) -> str:
+        key = f"{svc.name}/{version}"
+        if key not in self._zone_cycle:
+            self._zone_cycle[key] = itertools.cycle(self.spec.zones)
+        return next(self._zone_cycle[key])
+
+    async def _add_replica(self, svc: Service, version: str, env: dict[str, str]) -> Replica:
+        index = sum(1 for r in svc.replicas if r.version == version)
+        suffix = "" if version == svc.stable_version else f"-{version}"
+        replica = Replica(
+            id=f"{svc.name}{suffix}-{index}",
+            service=svc.name,
+            version=version,
+            zone=self._next_zone(svc, version),
+            port=free_port(),
+            env=env,
+        )
+        while any(r.id == replica.id for r in svc.replicas):
+            index += 1
+            replica.id = f"{svc.name}{suffix}-{index}"
+        svc.replicas.append(replica)
+        await self._launch(replica)
+        return replica
+
+    def _environment(self, replica: Replica) -> dict[str, str]:
+        values = {
+            "python": python_executable(),
+            "port": str(replica.port),
+            "service": replica.service,
+            "version": replica.version,
+            "zone": replica.zone,
+            "replica": replica.id,
+            "data_dir": str(self.data_dir),
+        }
+        env = dict(os.environ)
+        env.update(
+            {
+                "SHAKEOUT_SERVICE": replica.service,
+                "SHAKEOUT_VERSION": replica.version,
+                "SHAKEOUT_ZONE": replica.zone,
+                "SHAKEOUT_REPLICA": replica.id,
+                "SHAKEOUT_SECRET_FILE": str(self.secret_file),
+                "SHAKEOUT_DATA_DIR": str(self.data_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name, svc in self.services.items():
+            env[f"{name.upper().replace('-', '_')}_URL"] = f"http://127.0.0.1:{svc.port}"
+        env.update({k: expand(v, values) for k, v in replica.env.items()})
+        env["_SHAKEOUT_COMMAND"] = json.dumps(
+            [expand(p, values) for p in self.services[replica.service].spec.command]
+        )
+        return env
+
+    async def _launch(self, replica: Replica) -> None:
+        env = self._environment(replica)
+        command = json.loads(env.pop("_SHAKEOUT_COMMAND"))
+        log = (self.log_dir / f"{replica.id}.log").open("ab")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+        except OSError as exc:
+            raise PlatformError(
+                f"service {replica.service!r}: cannot start command {command[0]!r}: {exc}"
+            ) from exc
+        finally:
+            log.close()
+        replica.process = process
+        replica.pid = process.pid
+        replica.state = "starting"
+        replica.ready = False
+        replica.probe_failures = 0
+        replica.started_at = time.monotonic()
+        self._spawn(self._watch(replica, process))
+        self._changed()
+
+    async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        if replica.process is not process or self._stopping:
+            return
+        replica.process = None
+        replica.pid = None
+        replica.ready = False
+        replica.last_exit_code = code
+        if replica.state == "stopped" or replica.zone_down:
+            self._changed()
+            return
+        ran_s = time.monotonic() - replica.started_at
+        backoff = self.spec.restart_backoff
+        if ran_s >= backoff.reset_after_s:
+            replica.consecutive_crashes = 0
+        replica.consecutive_crashes += 1
+        delay = min(backoff.initial_s * 2 ** (replica.consecutive_crashes - 1), backoff.max_s)
+        replica.state = "backoff"
+        self.event("replica_exited", replica=replica.id, exit_code=code, restart_in_s=delay)
+        self._changed()
+        await asyncio.sleep(delay)  # the back-off itself, not a wait for a condition
+        if replica.state != "backoff" or self._stopping:
+            return
+        replica.restarts += 1
+        self.event("replica_restarted", replica=replica.id, restarts=replica.restarts)
+        await self._launch(replica)
+
+    async def _stop_replica(self, replica: Replica, grace_s: float = 3.0) -> None:
+        replica.state = "stopped"
+        replica.ready = False
+        process = replica.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        replica.pid = None
+        self._changed()
+
+    def find_replica(self, replica_id: str) -> Replica:
+        """The replica with this id, or a PlatformError naming the known ones."""
+        for svc in self.services.values():
+            for replica in svc.replicas:
+                if replica.id == replica_id:
+                    return replica
+        known = ", ".join(r.id for s in self.services.values() for r in s.replicas)
+        raise NotFound(f"no replica {replica_id!r} (known: {known})")
+
+    def find_service(self, name: str) -> Service:
+        """The service with this name, or a PlatformError naming the known ones."""
+        if name not in self.services:
+            raise NotFound(f"no service {name!r} (known: {', '.join(self.services)})")
+        return self.services[name]
+
+    def zone_replicas(self, zone: str) -> list[Replica]:
+        """Every replica placed in a zone."""
+        if zone not in self.spec.zones:
+            raise NotFound(f"no zone {zone!r} (known: {', '.join(self.spec.zones)})")
+        return [r for s in self.services.values() for r in s.replicas if r.zone == zone]
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def kill(self, replica: Replica, sig: int = signal.SIGKILL) -> None:
+        """Kill a replica's process; the supervisor restarts it like a crashed one."""
+        if replica.process is not None and replica.process.returncode is None:
+            replica.process.send_signal(signal.SIGCONT)
+            replica.process.send_signal(sig)
+            replica.state = "running" if replica.state == "frozen" else replica.state
+            self.event("replica_killed", replica=replica.id, signal=int(sig))
+
+    def freeze(self, replica: Replica) -> None:
+        """Stop a replica with SIGSTOP: the process stays but answers nothing."""
+        if replica.process is not None and replica.process.returncode is None:
+            replica.process.send_signal(signal.SIGSTOP)
+            replica.state = "frozen"
+            self.event("replica_frozen", replica=replica.id)
+            self._changed()
+
+    def resume(self, replica: Replica) -> None:
+        """Undo a freeze (SIGCONT)."""
+        if replica.process is not None and replica.state == "frozen":
+            replica.process.send_signal(signal.SIGCONT)
+            replica.state = "running"
+            self.event("replica_resumed", replica=replica.id)
+            self._changed()
+
+    async def zone_down(self, zone: str) -> list[str]:
+        """Take a whole zone down: its replicas are stopped and not restarted until it is up."""
+        replicas = self.zone_replicas(zone)
+        for replica in replicas:
+            replica.zone_down = True
+        await asyncio.gather(*(self._stop_replica(r, grace_s=0.1) for r in replicas))
+        self.event("zone_down", zone=zone, replicas=[r.id for r in replicas])
+        return [r.id for r in replicas]
+
+    async def zone_up(self, zone: str) -> list[str]:
+        """Bring a zone back: resume frozen replicas and restart stopped ones."""
+        replicas = self.zone_replicas(zone)
+        for replica in replicas:
+            if replica.state == "frozen":
+                self.resume(replica)
+            elif replica.zone_down:
+                replica.zone_down = False
+                await self._launch(replica)
+            replica.zone_down = False
+        self.event("zone_up", zone=zone, replicas=[r.id for r in replicas])
+        return [r.id for r in replicas]
+
+    # -- rollouts ----------------------------------------------------------------------------
+
+    async def deploy(
+        self, name: str, version: str, weight: float, env: dict[str, str], replicas: int | None
+    ) -> Rollout:
+        """Start replicas of a new version beside the stable one and give it a traffic weight."""
+        svc = self.find_service(name)
+        if not 0.0 <= weight <= 1.0:
+            raise PlatformError(f"weight must be between 0 and 1, got {weight}")
+        if version == svc.stable_version:
+            raise PlatformError(f"{name}: version {version!r} is already the stable version")
+        if svc.rollout is not None and svc.rollout.status in ("progressing", "available"):
+            raise PlatformError(
+                f"{name}: version {svc.rollout.version!r} is still rolling out;"
+                " promote or roll it back first"
+            )
+        count = replicas or svc.desired_replicas
+        svc.rollout = Rollout(version=version, weight=weight, started_at=time.time())
+        svc.weights = {svc.stable_version: 1.0 - weight, version: weight}
+        self.event("rollout_started", service=name, version=version, weight=weight, env=env)
+        merged = {**svc.spec.env, **env}
+        for _ in range(count):
+            await self._add_replica(svc, version, merged)
+        return svc.rollout
+
+    async def rollback(self, name: str, reason: str = "requested") -> Rollout | None:
+        """Stop the new version's replicas and send all traffic back to the stable version."""
+        svc = self.find_service(name)
+        rollout = svc.rollout
+        if rollout is None or rollout.status in ("rolled_back", "promoted"):
+            return rollout
+        svc.weights = {svc.stable_version: 1.0}
+        doomed = [r for r in svc.replicas if r.version == rollout.version]
+        svc.replicas = [r for r in svc.replicas if r.version != rollout.version]
+        rollout.status, rollout.reason, rollout.ended_at = "rolled_back", reason, time.time()
+        self.event("rollout_rolled_back", service=name, version=rollout.version, reason=reason)
+        await asyncio.gather(*(self._stop_replica(r, grace_s=1.0) for r in doomed))
+        self._changed()
+        return rollout
+
+    async def promote(self, name: str) -> Rollout:
+        """Make the new version stable: it takes all traffic and the old replicas stop."""
+        svc = self.find_service(name)
+        rollout = svc.rollout
+        if rollout is None or rollout.status not in ("progressing", "available"):
+            raise PlatformError(f"{name}: no rollout in progress to promote")
+        old = [r for r in svc.replicas if r.version != rollout.version]
+        svc.replicas = [r for r in svc.replicas if r.version == rollout.version]
+        svc.stable_version = rollout.version
+        svc.weights = {rollout.version: 1.0}
+        rollout.status, rollout.ended_at = "promoted", time.time()
+        self.event("rollout_promoted", service=name, version=rollout.version)
+        await asyncio.gather(*(self._stop_replica(r, grace_s=1.0) for r in old))
+        self._changed()
+        return rollout
+
+    async def scale(self, name: str, replicas: int) -> int:
+        """Set the number of replicas of the stable version."""
+        svc = self.find_service(name)
+        if not 0 <= replicas <= 50:
+            raise PlatformError(f"replicas must be between 0 and 50, got {replicas}")
+        stable = [r for r in svc.replicas if r.version == svc.stable_version]
+        svc.desired_replicas = replicas
+        for _ in range(replicas - len(stable)):
+            await self._add_replica(svc, svc.stable_version, dict(svc.spec.env))
+        doomed = stable[replicas:]
+        svc.replicas = [r for r in svc.replicas if r not in doomed]
+        await asyncio.gather(*(self._stop_replica(r, grace_s=1.0) for r in doomed))
+        self.event("scaled", service=name, replicas=replicas)
+        self._changed()
+        return replicas
+
+    async def _rollout_loop(self) -> None:
+        policy = self.spec.rollout
+        while True:
+            for svc in self.services.values():
+                rollout = svc.rollout
+                if rollout is None or rollout.status != "progressing":
+                    continue
+                new = [r for r in svc.replicas if r.version == rollout.version]
+                if new and all(r.ready for r in new):
+                    rollout.status = "available"
+                    self.event("rollout_available", service=svc.name, version=rollout.version)
+                    continue
+                if not policy.auto_rollback:
+                    continue
+                restarts = max((r.restarts for r in new), default=0)
+                overdue = time.time() - rollout.started_at > policy.progress_deadline_s
+                if restarts >= policy.max_restarts:
+                    await self.rollback(svc.name, f"replicas restarted {restarts} times")
+                elif overdue:
+                    deadline = policy.progress_deadline_s
+                    await self.rollback(svc.name, f"not ready within {deadline:g} s deadline")
+            await asyncio.sleep(0.2)  # controller resync period
+
+    # -- probes ------------------------------------------------------------------------------
+
+    async def _probe(self, replica: Replica) -> None:
+        assert self._probe_client is not None
+        health = self.services[replica.service].spec.health
+        ok = False
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with self._probe_client.get(
+                replica.url + health.ready, timeout=aiohttp.ClientTimeout(total=health.timeout_s)
+            ) as response:
+                ok = response.status < 400
+        if replica.process is None or replica.state in ("stopped", "backoff"):
+            return
+        if ok:
+            replica.probe_failures = 0
+            if not replica.ready:
+                replica.ready = True
+                if replica.state == "starting":
+                    replica.state = "running"
+                self.event("replica_ready", replica=replica.id)
+                self._changed()
+        else:
+            replica.probe_failures += 1
+            threshold = health.failure_threshold
+            if replica.ready and replica.probe_failures >= threshold:
+                replica.ready = False
+                self.event("replica_not_ready", replica=replica.id)
+                self._changed()
+
+    async def _probe_loop(self) -> None:
+        period = min(s.spec.health.period_s for s in self.services.values())
+        while True:
+            replicas = [
+                r
+                for svc in self.services.values()
+                for r in svc.replicas
+                if r.process is not None and r.state not in ("stopped", "backoff")
+            ]
+            await asyncio.gather(*(self._probe(r) for r in replicas))
+            await asyncio.sleep(period)  # probe period
+
+    # -- secrets -----------------------------------------------------------------------------
+
+    def write_secret(self, current: str, previous: str | None) -> float:
+        """Write the shared-key file atomically; services reload it when it changes."""
+        rotated_at = time.time()
+        payload = {
+            "current": current,
+            "previous": previous,
+            "rotated_at": rotated_at,
+            "overlap_s": self.spec.key_overlap_s,
+        }
+        tmp = self.secret_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        tmp.chmod(0o600)
+        os.replace(tmp, self.secret_file)
+        return rotated_at
+
+    def rotate_key(self) -> float:
+        """Rotate the shared key; the previous key stays valid for the overlap window."""
+        current = json.loads(self.secret_file.read_text(encoding="utf-8"))["current"]
+        rotated_at = self.write_secret(secrets.token_urlsafe(24), previous=current)
+        self.event("key_rotated", overlap_s=self.spec.key_overlap_s)
+        return rotated_at
+
+    # -- views -------------------------------------------------------------------------------
+
+    def routable(self, name: str) -> list[Replica]:
+        """Replicas the router may send traffic to."""
+        svc = self.services[name]
+        if self.spec.health_checks:
+            return [r for r in svc.replicas if r.ready and r.state == "running"]
+        # No readiness gate: every replica that is meant to run stays an endpoint, whether it
+        # is starting, crashed and backing off, or frozen.
+        return [r for r in svc.replicas if r.state != "stopped" and not r.zone_down]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Whole-platform view for ``status`` and the control API."""
+        return {
+            "target": self.target.name,
+            "zones": list(self.spec.zones),
+            "health_checks": self.spec.health_checks,
+            "services": {
+                name: {
+                    "url": f"http://127.0.0.1:{svc.port}",
+                    "stable_version": svc.stable_version,
+                    "weights": svc.versions(),
+                    "rollout": svc.rollout.as_dict() if svc.rollout else None,
+                    "replicas": [r.as_dict() for r in svc.replicas],
+                }
+                for name, svc in self.services.items()
+            },
+        }

@@ -1,0 +1,100 @@
+"""Service-level objectives and verdicts computed from per-request records.
+
+A verdict is data: the objective, the observed value, the number of samples, and one of
+``pass``, ``fail`` or ``inconclusive`` (too few samples is never a silent pass). Its message
+names the objective, the window, the observed value and the objective value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from shakeout.measure import RequestRecord, summarize
+
+MIN_SAMPLES = 20
+
+Status = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: a metric of a journey kept below a threshold."""
+
+    journey: str
+    metric: Literal["latency", "error_rate"]
+    threshold: float
+    percentile: float = 95.0
+
+    def describe(self) -> str:
+        """Human wording, e.g. ``checkout p95 latency < 300 ms``."""
+        if self.metric == "latency":
+            return f"{self.journey} p{self.percentile:g} latency < {self.threshold:g} ms"
+        return f"{self.journey} error rate < {self.threshold * 100:g}%"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one objective over one window."""
+
+    objective: Objective
+    window: str
+    observed: float
+    samples: int
+    status: Status
+
+    @property
+    def passed(self) -> bool:
+        """True only for ``pass``."""
+        return self.status == "pass"
+
+    def observed_text(self) -> str:
+        """The observed value with its unit."""
+        if math.isnan(self.observed):
+            return "no data"
+        if self.objective.metric == "latency":
+            return f"{self.observed:.1f} ms"
+        return f"{self.observed * 100:.2f}%"
+
+    @property
+    def message(self) -> str:
+        """One line naming objective, window, observed value and objective value."""
+        head = {
+            "pass": "SLO met",
+            "fail": "SLO breached",
+            "inconclusive": "SLO inconclusive",
+        }[self.status]
+        text = (
+            f"{head}: {self.objective.describe()} over {self.window}: "
+            f"observed {self.observed_text()} ({self.samples} requests)"
+        )
+        if self.status == "inconclusive":
+            text += f"; at least {MIN_SAMPLES} requests are needed for a verdict"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, kept with the run."""
+        return {**asdict(self), "message": self.message}
+
+
+def evaluate(
+    objective: Objective,
+    records: Sequence[RequestRecord],
+    window: str = "the drill",
+    start: float | None = None,
+    end: float | None = None,
+) -> Verdict:
+    """Judge one objective on the records of ``[start, end)``."""
+    stats = summarize(records, objective.journey, start, end)
+    if objective.metric == "latency":
+        observed = stats.latency_ms(objective.percentile)
+    else:
+        observed = stats.error_rate
+    status: Status
+    if stats.count < MIN_SAMPLES:
+        status = "inconclusive"
+    else:
+        status = "pass" if observed < objective.threshold else "fail"
+    return Verdict(objective, window, observed, stats.count, status)

@@ -1,0 +1,79 @@
+"""The step vocabulary. Each step parses its words, makes one engine call, asserts on a verdict."""
+
+from __future__ import annotations
+
+from pytest_bdd import given, parsers, then, when
+
+from shakeout.drill import Drill
+from shakeout.errors import SLOBreach
+from shakeout.slo import Objective, Verdict
+
+
+def _require(verdict: Verdict) -> None:
+    if not verdict.passed:
+        raise SLOBreach(verdict.message)
+
+
+@given("the target is up and every replica is ready")
+def target_ready(drill: Drill) -> None:
+    """The platform answers and is in steady state (the drill fixture started it if needed)."""
+    assert drill.platform.gateway_url
+
+
+@given(parsers.parse('steady load of {rate:d} requests per second from the "{profile}" profile'))
+def steady_load(drill: Drill, rate: int, profile: str) -> None:
+    """Start closed-model load from a profile in loadprofiles/ at a rate."""
+    drill.start_load(profile, float(rate))
+
+
+@given(parsers.parse("a baseline of {seconds:d} seconds"))
+@when(parsers.parse("the target has {seconds:d} seconds to recover"))
+def hold(drill: Drill, seconds: int) -> None:
+    """Keep the load running for a while."""
+    drill.hold(float(seconds))
+
+
+@when(parsers.parse('a release of "{service}" that crashes on start takes {weight:d}% of traffic'))
+def crash_loop_release(drill: Drill, service: str, weight: int) -> None:
+    """Roll out a crash-looping version of a service (rollbacks always played)."""
+    drill.inject("crash_loop", service=service, weight=weight / 100.0)
+
+
+@then(
+    parsers.parse(
+        'the "{journey}" journey\'s p{percentile:d} latency stays below {threshold_ms:d} ms'
+    )
+)
+def latency_below(drill: Drill, journey: str, percentile: int, threshold_ms: int) -> None:
+    """Latency objective over the whole drill, from per-request data."""
+    _require(drill.check(Objective(journey, "latency", float(threshold_ms), float(percentile))))
+
+
+@then(parsers.parse('the "{journey}" journey\'s error rate stays below {percent:g}%'))
+def error_rate_below(drill: Drill, journey: str, percent: float) -> None:
+    """Error-rate objective over the whole drill."""
+    _require(drill.check(Objective(journey, "error_rate", percent / 100.0)))
+
+
+@then("no acknowledged order is lost")
+def no_lost_orders(drill: Drill) -> None:
+    """Every order the shop acknowledged is in its store."""
+    result = drill.check_orders()
+    if result.missing:
+        raise SLOBreach(result.message)
+
+
+@then(parsers.parse('the release of "{service}" was rolled back within {seconds:d} seconds'))
+def rolled_back(drill: Drill, service: str, seconds: int) -> None:
+    """The platform rolled the bad release back by itself, in time."""
+    outcome = drill.rollout_outcome(service)
+    if outcome.status != "rolled_back" or outcome.duration_s is None:
+        raise SLOBreach(
+            f"rollback objective breached: the release {outcome.version!r} of {service} ended "
+            f"{outcome.status!r} (objective: rolled back within {seconds} s)"
+        )
+    if outcome.duration_s > seconds:
+        raise SLOBreach(
+            f"rollback objective breached: {service} was rolled back after "
+            f"{outcome.duration_s:.1f} s (objective: within {seconds} s; {outcome.reason})"
+        )

@@ -1,0 +1,78 @@
+"""pytest wiring of the drills: the ``--target`` option, the platform and drill fixtures.
+
+Registered from the root ``conftest.py`` with ``pytest_plugins``, so every feature sees the steps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import allure
+import pytest
+from pytest_bdd.exceptions import StepDefinitionNotFoundError
+from pytest_bdd.parser import Feature, Scenario
+from pytest_bdd.scenario import get_step_function
+
+from shakeout.drill import Drill
+from shakeout.platform import lifecycle
+from shakeout.platform.state import PlatformState
+from shakeout.topology import load_target
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("shakeout")
+    group.addoption(
+        "--target",
+        default=os.environ.get("SHAKEOUT_TARGET_FILE", "targets/local.yaml"),
+        help="target file the drills run against (default: targets/local.yaml)",
+    )
+
+
+def pytest_bdd_before_scenario(
+    request: pytest.FixtureRequest, feature: Feature, scenario: Scenario
+) -> None:
+    """Refuse a scenario with an unknown step before its first step (and any fault) runs."""
+    # pytest-bdd only finds out at the unknown step itself, possibly after a fault was injected.
+    for step in scenario.steps:
+        if get_step_function(request=request, step=step) is None:
+            raise StepDefinitionNotFoundError(
+                f"{feature.rel_filename}:{step.line_number}: no step definition matches "
+                f"{step.keyword.strip()} {step.name!r} (see docs for the step vocabulary)"
+            )
+
+
+@pytest.fixture(scope="session")
+def target_file(pytestconfig: pytest.Config) -> Path:
+    """The target file given with ``--target``, validated before anything starts."""
+    path = Path(pytestconfig.getoption("--target"))
+    load_target(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def platform(target_file: Path) -> Iterator[PlatformState]:
+    """The running platform; started (and later stopped) here when it was not running."""
+    state, started = lifecycle.up(target_file, owner_pid=os.getpid())
+    try:
+        yield state
+    finally:
+        if started:
+            lifecycle.down(state.target)
+
+
+@pytest.fixture
+def drill(platform: PlatformState, request: pytest.FixtureRequest) -> Iterator[Drill]:
+    """The engine for one scenario; its load is stopped and its results saved however it ends."""
+    run = Drill(platform, request.node.name)
+    try:
+        yield run
+    finally:
+        run_dir = run.close()
+        allure.dynamic.parameter("target", platform.target)
+        for path in sorted(run_dir.glob("journal-*.json")):
+            allure.attach.file(
+                str(path), name=f"Chaos Toolkit journal ({path.stem[8:]})", extension="json"
+            )
+        allure.attach.file(str(run_dir / "summary.json"), name="drill summary", extension="json")
