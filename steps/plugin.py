@@ -65,7 +65,9 @@ def platform(target_file: Path) -> Iterator[PlatformState]:
 @pytest.fixture
 def drill(platform: PlatformState, request: pytest.FixtureRequest) -> Iterator[Drill]:
     """The engine for one scenario; its load is stopped and its results saved however it ends."""
-    run = Drill(platform, request.node.name)
+    run = Drill(
+        platform, request.node.name, Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
+    )
     try:
         yield run
     finally:

@@ -10,7 +10,9 @@ from shakeout.measure import RequestRecord, percentile, summarize
 from shakeout.slo import MIN_SAMPLES, Objective, evaluate
 
 
-def _record(start: float, latency_ms: float, name: str = "checkout", error: bool = False) -> RequestRecord:
+def _record(
+    start: float, latency_ms: float, name: str = "checkout", error: bool = False
+) -> RequestRecord:
     return RequestRecord(
         started_at=start,
         ended_at=start + latency_ms / 1000.0,

@@ -149,9 +149,7 @@ def test_zone_outage_fails_over_and_recovers(
         with _gateway(platform) as gw:
             zones = {gw.get("/api/products").headers["x-shakeout-zone"] for _ in range(20)}
         assert "b" not in zones
-        assert all(
-            not r["ready"] for r in client.replicas() if r["zone"] == "b"
-        )
+        assert all(not r["ready"] for r in client.replicas() if r["zone"] == "b")
     finally:
         client.zone_action("b", "resume")
     assert wait_for(lambda: all(r["ready"] for r in client.replicas()), 15)
@@ -160,7 +158,9 @@ def test_zone_outage_fails_over_and_recovers(
 def test_scale_and_key_rotation(client: lifecycle.PlatformClient, platform: PlatformState) -> None:
     client.scale("inventory", 3)
     assert wait_for(
-        lambda: sum(1 for r in client.replicas() if r["service"] == "inventory" and r["ready"]) == 3,
+        lambda: (
+            sum(1 for r in client.replicas() if r["service"] == "inventory" and r["ready"]) == 3
+        ),
         15,
     )
     client.scale("inventory", 2)

@@ -1,0 +1,197 @@
+"""The drills end to end, as a user runs them: ``pytest steps --target FILE`` in its own process.
+
+Each drill passes against the resilient platform and fails, naming the broken SLO, against its
+fragile variant (the negative control). Interrupting or killing a drill in the middle of a
+fault still plays the fault's rollback and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shakeout._process import wait_for
+from shakeout.platform import lifecycle
+from shakeout.platform.state import PlatformState
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ROOT / "targets"
+
+pytestmark = pytest.mark.drill
+
+
+def _drill_command(target: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "steps",
+        "--target",
+        str(target),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *extra,
+    ]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SHAKEOUT_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "SHAKEOUT_REPORTS_DIR": str(tmp_path / "reports"),
+    }
+
+
+def _run_drill(tmp_path: Path, target: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _drill_command(target, *extra),
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_crash_loop_drill_passes_on_the_resilient_platform(
+    tmp_path: Path, no_leftovers: None
+) -> None:
+    result = _run_drill(
+        tmp_path, TARGETS / "local.yaml", "-k", "crash", "--alluredir", str(tmp_path / "allure")
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
+    assert list((tmp_path / "allure").glob("*-result.json")), "no Allure result written"
+    (run_dir,) = (tmp_path / "reports" / "runs").iterdir()
+    assert (run_dir / "journal-crash_loop.json").is_file()
+    assert (run_dir / "requests.jsonl").stat().st_size > 0
+
+
+def test_crash_loop_drill_fails_on_the_fragile_platform(tmp_path: Path, no_leftovers: None) -> None:
+    result = _run_drill(tmp_path, TARGETS / "local-fragile.yaml", "-k", "crash")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "1 failed" in result.stdout
+    line = next(
+        (ln for ln in result.stdout.splitlines() if "SLO breached: checkout error rate" in ln),
+        None,
+    )
+    assert line is not None, result.stdout[-3000:]
+    assert "checkout error rate < 1% over the drill: observed" in line
+    observed = float(line.split("observed ")[1].split("%")[0])
+    assert observed > 5.0, line
+
+
+@pytest.fixture
+def fragile_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PlatformState]:
+    """A fragile platform owned by the test: only the fault's own rollback can undo the fault."""
+    monkeypatch.setenv("SHAKEOUT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    state, _ = lifecycle.up(TARGETS / "local-fragile.yaml", owner_pid=os.getpid())
+    try:
+        yield state
+    finally:
+        lifecycle.down(state.target)
+
+
+def _interrupt_mid_fault(
+    tmp_path: Path, platform: PlatformState, sig: int, whole_group: bool
+) -> tuple[int, str]:
+    drill = subprocess.Popen(
+        _drill_command(TARGETS / "local-fragile.yaml", "-k", "crash"),
+        cwd=ROOT,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    with lifecycle.PlatformClient(platform) as client:
+        try:
+            in_fault = wait_for(
+                lambda: any(r["version"] == "v2-crashloop" for r in client.replicas()), 60
+            )
+            assert in_fault, "the drill never injected its fault"
+            if whole_group:
+                os.killpg(drill.pid, sig)  # what a terminal's Ctrl-C does
+            else:
+                os.kill(drill.pid, sig)
+            output, _ = drill.communicate(timeout=60)
+        finally:
+            if drill.poll() is None:
+                drill.kill()
+                drill.wait()
+
+        def rolled_back() -> bool:
+            return not any(r["version"] == "v2-crashloop" for r in client.replicas())
+
+        assert wait_for(rolled_back, 30), "the fault was left behind"
+        rollout = client.status()["services"]["orders"]["rollout"]
+    assert rollout["status"] == "rolled_back"
+    return drill.returncode, output
+
+
+def test_ctrl_c_mid_fault_plays_the_rollback(
+    tmp_path: Path, fragile_platform: PlatformState, no_leftovers: None
+) -> None:
+    code, output = _interrupt_mid_fault(tmp_path, fragile_platform, signal.SIGINT, True)
+    assert code != 0
+    assert "KeyboardInterrupt" in output or "Interrupted" in output, output[-2000:]
+
+
+def test_killed_harness_mid_fault_still_plays_the_rollback(
+    tmp_path: Path, fragile_platform: PlatformState, no_leftovers: None
+) -> None:
+    code, _ = _interrupt_mid_fault(tmp_path, fragile_platform, signal.SIGKILL, False)
+    assert code == -signal.SIGKILL
+
+
+def test_unknown_step_fails_before_anything_starts(tmp_path: Path, no_leftovers: None) -> None:
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "typo.feature").write_text(
+        "Feature: typo\n"
+        "  Scenario: a step nobody defined\n"
+        "    Given the target is up and every replica is ready\n"
+        "    When zone q is struck by lightning\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "conftest.py").write_text(
+        'pytest_plugins = ["steps.plugin", "steps.drill_steps"]\n', encoding="utf-8"
+    )
+    (tmp_path / "test_typo.py").write_text(
+        "from pytest_bdd import scenarios\n\nscenarios('features')\n", encoding="utf-8"
+    )
+    env = {**_env(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(tmp_path),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+            "--target",
+            str(TARGETS / "local.yaml"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "typo.feature:4: no step definition matches When 'zone q is struck by lightning'" in (
+        result.stdout
+    )
+    assert not (tmp_path / "runtime").exists(), "the platform was started for a broken feature"
