@@ -77,7 +77,7 @@ def test_gateway_must_be_a_service(tmp_path: Path) -> None:
         tmp_path,
         "name: shop\nkind: local\nservices:\n  web:\n    command: [x, '{port}']\n",
     )
-    with pytest.raises(ConfigError, match="platform.gateway names 'gateway'"):
+    with pytest.raises(ConfigError, match=r"platform\.gateway names 'gateway'"):
         load_target(path)
 
 
