@@ -50,17 +50,19 @@ def _platform_status(args: argparse.Namespace) -> int:
         status = client.status()
     _console.print(f"platform [bold]{state.target}[/] (pid {state.pid}) from {state.target_file}")
     _console.print(f"gateway: {state.gateway_url}    control: {state.control_url}")
-    table = Table("service", "replica", "version", "zone", "state", "ready", "restarts", "port")
+    services = Table("service", "url", "traffic by version", "rollout", title="services")
+    replicas = Table(title="replicas")
+    for column in ("replica", "service", "version", "zone", "state", "ready", "restarts", "port"):
+        replicas.add_column(column, no_wrap=True)
     for name, svc in status["services"].items():
-        weights = ", ".join(f"{v}={w:.0%}" for v, w in svc["weights"].items())
+        weights = ", ".join(f"{v} {w:.0%}" for v, w in svc["weights"].items())
         rollout = svc["rollout"]
-        label = f"{name}\n[dim]{svc['url']}\n{weights}[/]"
-        if rollout:
-            label += f"\n[dim]rollout {rollout['version']}: {rollout['status']}[/]"
-        for i, replica in enumerate(svc["replicas"]):
-            table.add_row(
-                label if i == 0 else "",
+        rollout_text = f"{rollout['version']}: {rollout['status']}" if rollout else "-"
+        services.add_row(name, svc["url"], weights, rollout_text)
+        for replica in svc["replicas"]:
+            replicas.add_row(
                 replica["id"],
+                name,
                 replica["version"],
                 replica["zone"],
                 replica["state"],
@@ -68,6 +70,8 @@ def _platform_status(args: argparse.Namespace) -> int:
                 str(replica["restarts"]),
                 str(replica["port"]),
             )
+    _console.print(services)
+    table = replicas
     _console.print(table)
     return 0
 

@@ -230,3 +230,30 @@ def test_daemon_stops_when_its_owner_dies(runtime_dir: Path, no_leftovers: None)
         owner.wait()
     assert wait_for(lambda: not pid_alive(state.pid), 10)
     assert wait_for(lambda: not any(pid_alive(p) for p in state.replica_pids), 10)
+
+
+def test_any_http_server_command_can_be_a_service(
+    tmp_path: Path, runtime_dir: Path, no_leftovers: None
+) -> None:
+    (tmp_path / "index.html").write_text("hello from a plain server", encoding="utf-8")
+    target = tmp_path / "plain.yaml"
+    target.write_text(
+        "name: plain\n"
+        "kind: local\n"
+        "platform: {zones: [a, b], gateway: web}\n"
+        "services:\n"
+        "  web:\n"
+        f"    command: ['{{python}}', '-m', 'http.server', '--bind', '127.0.0.1',\n"
+        f"              '--directory', '{tmp_path}', '{{port}}']\n"
+        "    replicas: 2\n"
+        "    health: {ready: /index.html, live: /index.html}\n",
+        encoding="utf-8",
+    )
+    state, _ = lifecycle.up(target)
+    try:
+        with httpx.Client(base_url=state.gateway_url) as web:
+            assert web.get("/index.html").text == "hello from a plain server"
+        with lifecycle.PlatformClient(state) as client:
+            assert sorted(r["zone"] for r in client.replicas()) == ["a", "b"]
+    finally:
+        lifecycle.down(state.target)
