@@ -6,7 +6,7 @@ Feature: Service crash loop
 
   Scenario: A crash-looping release of orders is kept out of traffic and rolled back
     Given the target is up and every replica is ready
-    And steady load of 40 requests per second from the "shop" profile
+    And load of 40 requests per second from the "steady" profile
     And a baseline of 3 seconds
     When a release of "orders" that crashes on start takes 50% of traffic
     And the target has 3 seconds to recover

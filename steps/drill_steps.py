@@ -20,10 +20,21 @@ def target_ready(drill: Drill) -> None:
     assert drill.platform.gateway_url
 
 
-@given(parsers.parse('steady load of {rate:d} requests per second from the "{profile}" profile'))
-def steady_load(drill: Drill, rate: int, profile: str) -> None:
-    """Start closed-model load from a profile in loadprofiles/ at a rate."""
-    drill.start_load(profile, float(rate))
+@given(
+    parsers.re(
+        r"(?P<model>open-model |closed-model |)load of (?P<rate>\d+) requests per second"
+        r'(?P<poisson> with Poisson arrivals|) from the "(?P<profile>[\w-]+)" profile'
+    ),
+    converters={"rate": int},
+)
+def load(drill: Drill, model: str, rate: int, poisson: str, profile: str) -> None:
+    """Start load from a profile in loadprofiles/ (open model unless it says closed-model)."""
+    drill.start_load(
+        profile,
+        float(rate),
+        model="closed" if model.startswith("closed") else "open",
+        arrivals="poisson" if poisson else "constant",
+    )
 
 
 @given(parsers.parse("a baseline of {seconds:d} seconds"))

@@ -65,9 +65,18 @@ def platform(target_file: Path) -> Iterator[PlatformState]:
 @pytest.fixture
 def drill(platform: PlatformState, request: pytest.FixtureRequest) -> Iterator[Drill]:
     """The engine for one scenario; its load is stopped and its results saved however it ends."""
-    run = Drill(
-        platform, request.node.name, Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
-    )
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def progress(line: str) -> None:
+        """Live progress on the terminal, outside pytest's output capture."""
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"  [shakeout] {line}")
+
+    reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
+    run = Drill(platform, request.node.name, reports, progress)
     try:
         yield run
     finally:

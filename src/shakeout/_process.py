@@ -55,7 +55,12 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join("  " + line for line in text.splitlines()[-lines:]) or "  (empty log)"
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, period_s: float = 0.05) -> bool:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    period_s: float = 0.05,
+    on_tick: Callable[[], None] | None = None,
+) -> bool:
     """Poll ``condition`` until it holds or ``timeout_s`` passes; return whether it held."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -63,4 +68,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, period_s: float = 
             return True
         if time.monotonic() >= deadline:
             return False
+        if on_tick is not None:
+            on_tick()
         time.sleep(period_s)  # the poll period, under the deadline above

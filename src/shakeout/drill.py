@@ -20,8 +20,7 @@ import httpx
 from shakeout._process import wait_for
 from shakeout.chaos.runner import FaultRun, run_experiment, validate
 from shakeout.errors import ConfigError, FaultError, LoadError, PlatformError
-from shakeout.load import LoadRun, LoadSpec, resolve_profile
-from shakeout.measure import RequestRecord, summarize
+from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
 from shakeout.slo import Objective, Verdict, evaluate
@@ -72,8 +71,15 @@ def _slug(text: str) -> str:
 class Drill:
     """One scenario's run against a target: load, faults, measurements, verdicts."""
 
-    def __init__(self, platform: PlatformState, name: str, reports_dir: Path = Path("reports")):
+    def __init__(
+        self,
+        platform: PlatformState,
+        name: str,
+        reports_dir: Path = Path("reports"),
+        progress: Progress | None = None,
+    ):
         self.platform = platform
+        self.progress = progress
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = reports_dir / "runs" / f"{stamp}-{_slug(name)}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -86,25 +92,43 @@ class Drill:
 
     # -- load --------------------------------------------------------------------------------
 
-    def start_load(self, profile: str, rate_rps: float, max_duration_s: float = 240.0) -> None:
-        """Start steady load from a profile at a rate (bounded by ``max_duration_s``)."""
+    def start_load(
+        self,
+        profile: str,
+        rate_rps: float,
+        model: Model = "open",
+        arrivals: Arrivals = "constant",
+        max_duration_s: float = 240.0,
+        workers: int = 1,
+    ) -> LoadRun:
+        """Start load from a profile at a rate (bounded by ``max_duration_s``)."""
         if self.load is not None:
             raise LoadError("load is already running in this drill")
-        spec = LoadSpec(resolve_profile(profile), rate_rps, max_duration_s)
-        self.load = LoadRun(spec, self.platform.gateway_url, self.run_dir)
+        spec = LoadSpec(
+            resolve_profile(profile),
+            rate_rps,
+            duration_s=max_duration_s,
+            model=model,
+            arrivals=arrivals,
+            workers=workers,
+        )
+        self.load = LoadRun(spec, self.platform.gateway_url, self.run_dir, self.progress)
+        if self.progress:
+            self.progress(f"starting load: {spec.label}")
         self.load.start()
+        return self.load
 
     def hold(self, seconds: float) -> None:
         """Let the load run for a while (baseline or recovery), watching that it stays up."""
         load = self._require_load()
-        if wait_for(lambda: not load.running, seconds, period_s=0.2):
+        if wait_for(lambda: not load.running, seconds, period_s=0.2, on_tick=load.report):
             raise LoadError(f"the load generator stopped early; see {load.log_path}")
 
-    def stop_load(self) -> list[RequestRecord]:
-        """Stop the load (idempotent) and return every request record."""
+    def stop_load(self) -> LoadRun:
+        """Stop the load (idempotent) and return the run with every record accounted."""
         load = self._require_load()
         load.stop()
-        return load.records()
+        return load
 
     def _require_load(self) -> LoadRun:
         if self.load is None:
@@ -119,9 +143,16 @@ class Drill:
             raise ConfigError(f"unknown fault {fault!r} (known: {', '.join(sorted(FAULTS))})")
         experiment = SCENARIO_DIR / FAULTS[fault]
         validate(experiment, self.run_dir)
+        if self.progress:
+            self.progress(f"fault {fault!r}: {experiment} {variables}")
         result = run_experiment(
-            experiment, self.run_dir, {"shakeout_target": self.platform.target, **variables}
+            experiment,
+            self.run_dir,
+            {"shakeout_target": self.platform.target, **variables},
+            on_tick=self.load.report if self.load else None,
         )
+        if self.progress:
+            self.progress(f"fault {fault!r} ended: {result.summary()}")
         self.faults.append(result)
         if result.status == "aborted" or not result.rollbacks_ok:
             raise FaultError(f"{result.summary()}; journal {result.journal_path}")
@@ -131,21 +162,14 @@ class Drill:
 
     def check(self, objective: Objective) -> Verdict:
         """Judge an objective over the whole drill (load start to load stop)."""
-        records = self.stop_load()
-        verdict = evaluate(objective, records, window="the drill")
+        load = self.stop_load()
+        verdict = evaluate(objective, load.recorder, window="the drill")
         self.verdicts.append(verdict)
         return verdict
 
     def check_orders(self) -> DataCheck:
         """Reconcile every acknowledged order with the store, through the gateway."""
-        records = self.stop_load()
-        acknowledged = sorted(
-            {
-                r.order_id
-                for r in records
-                if r.name == "checkout" and r.ok and r.status in (200, 201) and r.order_id
-            }
-        )
+        acknowledged = sorted(self.stop_load().recorder.acknowledged_orders)
         missing: list[str] = []
         with httpx.Client(base_url=self.platform.gateway_url, timeout=30.0) as client:
             for i in range(0, len(acknowledged), 5000):
@@ -191,24 +215,29 @@ class Drill:
 
     def summary(self) -> dict[str, Any]:
         """What the drill measured and decided, kept as ``summary.json`` in the run folder."""
-        records = self.load.records() if self.load else []
-        journeys = sorted({r.name for r in records})
-        stats = {name: summarize(records, name) for name in journeys}
+        load: dict[str, Any] = {}
+        if self.load is not None:
+            recorder = self.load.recorder
+            for name in [*recorder.names(), None]:
+                s = recorder.stats(name)
+                load[name or "all"] = {
+                    "requests": s.count,
+                    "errors": s.errors,
+                    "dropped": s.dropped,
+                    "error_rate": s.error_rate,
+                    "throughput_rps": s.throughput_rps,
+                    "p50_ms": s.p50_ms,
+                    "p95_ms": s.p95_ms,
+                    "p99_ms": s.p99_ms,
+                    "max_ms": s.max_ms,
+                }
         return {
             "drill": self.name,
             "target": self.platform.target,
             "started_at": self.started_at,
-            "load": {
-                name: {
-                    "requests": s.count,
-                    "errors": s.errors,
-                    "error_rate": s.error_rate,
-                    "p50_ms": s.p50_ms,
-                    "p95_ms": s.p95_ms,
-                    "p99_ms": s.p99_ms,
-                }
-                for name, s in stats.items()
-            },
+            "load_spec": self.load.spec.label if self.load else None,
+            "load_warnings": self.load.warnings if self.load else [],
+            "load": load,
             "faults": [
                 {
                     "experiment": str(f.experiment),
@@ -229,6 +258,10 @@ class Drill:
         try:
             if self.load is not None:
                 self.load.stop()
+                self.load.save_series(self.run_dir / "timeseries.json")
+                for warning in self.load.warnings:
+                    if self.progress:
+                        self.progress(f"warning: {warning}")
         finally:
             (self.run_dir / "summary.json").write_text(
                 json.dumps(self.summary(), indent=2, default=str), encoding="utf-8"

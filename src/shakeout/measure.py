@@ -1,21 +1,43 @@
-"""Per-request records and exact statistics over any window of them.
+"""Per-request records and the statistics the harness keeps of them.
 
-Percentiles are computed from every recorded latency (nearest-rank), never from rounded
-buckets: Locust's own statistics round response times to about two significant digits.
+Every request the load makes arrives here as a :class:`RequestRecord`. The :class:`Recorder`
+keeps, per second and per journey, an HdrHistogram of latencies in microseconds (3 significant
+digits: no rounding to two digits as Locust's own statistics do) with counts of requests,
+errors and dropped requests; and it answers p50/p95/p99, error rate and throughput of any
+journey over any window ``[t0, t1)`` of whole seconds. Seconds that are complete are kept
+encoded (HdrHistogram's compressed form, a few KiB each), so memory stays bounded by the run's
+length in seconds rather than its request count, and small even for an hour. The raw records
+stay on disk in the run folder for exact re-analysis.
+
+Latency counts from when a request was *due*: in the open model that is its scheduled time
+(coordinated omission corrected), in the closed model its start.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour
+DIGITS = 3
+SETTLE_S = 3  # seconds after which a second is complete and gets encoded
+ALL = "*"
+
+
+def _histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One request the load generator made."""
+    """One request the load generator made (or dropped)."""
 
+    due: float
     started_at: float
     ended_at: float
     name: str
@@ -30,7 +52,12 @@ class RequestRecord:
 
     @property
     def latency_ms(self) -> float:
-        """Time from sending the request to the end of the response, in milliseconds."""
+        """From when the request was due to the end of its response, in milliseconds."""
+        return (self.ended_at - self.due) * 1000.0
+
+    @property
+    def service_time_ms(self) -> float:
+        """From sending the request to the end of its response (what a closed model shows)."""
         return (self.ended_at - self.started_at) * 1000.0
 
     @property
@@ -38,30 +65,63 @@ class RequestRecord:
         """True when the request got a non-error response."""
         return self.error is None
 
+    @property
+    def dropped(self) -> bool:
+        """True when the open model could not launch it."""
+        return self.error == "dropped"
+
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> RequestRecord:
-        """Build from one line written by ``shakeout.loadworker.capture``."""
-        return cls(*row)
+    def from_line(cls, line: str) -> RequestRecord:
+        """Parse one tab-separated line written by ``shakeout.loadworker.capture``."""
+        f = line.rstrip("\n").split("\t")
+        return cls(
+            due=float(f[0]),
+            started_at=float(f[1]),
+            ended_at=float(f[2]),
+            name=f[3],
+            method=f[4],
+            status=int(f[5]),
+            error=f[6] or None,
+            service=f[7] or None,
+            version=f[8] or None,
+            zone=f[9] or None,
+            replica=f[10] or None,
+            order_id=f[11] or None,
+        )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile ``q`` (0-100] of ``values``; NaN when there are none."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
+@dataclass
+class _Second:
+    """Counts and a latency histogram of one journey in one second."""
+
+    requests: int = 0
+    errors: int = 0
+    dropped: int = 0
+    histogram: HdrHistogram | None = field(default_factory=_histogram)
+    encoded: bytes | None = None
+
+    def latencies(self) -> HdrHistogram:
+        if self.histogram is not None:
+            return self.histogram
+        assert self.encoded is not None
+        return HdrHistogram.decode(self.encoded)
+
+    def seal(self) -> None:
+        if self.histogram is not None:
+            self.encoded = self.histogram.encode() if self.histogram.total_count else b""
+            self.histogram = None
 
 
 @dataclass(frozen=True)
 class WindowStats:
-    """Latency, errors and throughput of one journey (or all) over a time window."""
+    """Latency, errors and throughput of one journey (or all) over a window."""
 
     name: str
     start: float
     end: float
     count: int
     errors: int
+    dropped: int
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -69,7 +129,7 @@ class WindowStats:
 
     @property
     def error_rate(self) -> float:
-        """Fraction of requests that failed (0 when there were none)."""
+        """Fraction of requests that failed, dropped ones included (0 when there were none)."""
         return self.errors / self.count if self.count else 0.0
 
     @property
@@ -83,41 +143,129 @@ class WindowStats:
         return {50.0: self.p50_ms, 95.0: self.p95_ms, 99.0: self.p99_ms}[float(pct)]
 
 
-def select(
-    records: Iterable[RequestRecord],
-    name: str | None = None,
-    start: float | None = None,
-    end: float | None = None,
-) -> list[RequestRecord]:
-    """Records of one journey (``None`` for all) that started within ``[start, end)``."""
-    return [
-        r
-        for r in records
-        if (name is None or r.name == name)
-        and (start is None or r.started_at >= start)
-        and (end is None or r.started_at < end)
-    ]
+class Recorder:
+    """Per-second, per-journey histograms and counts; thread-safe."""
 
+    def __init__(self) -> None:
+        self._seconds: dict[int, dict[str, _Second]] = {}
+        self._lock = threading.Lock()
+        self._newest = 0
+        self._sealed_before = 0
+        self.acknowledged_orders: set[str] = set()
+        self.first_due: float | None = None
+        self.last_end: float | None = None
+        self.total = 0
 
-def summarize(
-    records: Sequence[RequestRecord],
-    name: str | None = None,
-    start: float | None = None,
-    end: float | None = None,
-) -> WindowStats:
-    """Exact statistics of one journey over ``[start, end)`` (defaults: all records)."""
-    chosen = select(records, name, start, end)
-    latencies = sorted(r.latency_ms for r in chosen)
-    t0 = start if start is not None else min((r.started_at for r in chosen), default=0.0)
-    t1 = end if end is not None else max((r.ended_at for r in chosen), default=0.0)
-    return WindowStats(
-        name=name or "all",
-        start=t0,
-        end=t1,
-        count=len(chosen),
-        errors=sum(1 for r in chosen if not r.ok),
-        p50_ms=percentile(latencies, 50),
-        p95_ms=percentile(latencies, 95),
-        p99_ms=percentile(latencies, 99),
-        max_ms=latencies[-1] if latencies else math.nan,
-    )
+    def add(self, record: RequestRecord) -> None:
+        """Account one request."""
+        with self._lock:
+            self._add(record)
+
+    def add_all(self, records: Iterable[RequestRecord]) -> None:
+        """Account many requests at once."""
+        with self._lock:
+            for record in records:
+                self._add(record)
+            self._seal()
+
+    def _add(self, record: RequestRecord) -> None:
+        second = int(record.due)
+        # A late straggler counts in the oldest second that is still live.
+        second = max(second, self._sealed_before)
+        slots = self._seconds.setdefault(second, {})
+        latency_us = max(LOWEST_US, min(HIGHEST_US, round(record.latency_ms * 1000)))
+        for key in (record.name, ALL):
+            slot = slots.get(key)
+            if slot is None:
+                slot = slots[key] = _Second()
+            slot.requests += 1
+            if not record.ok:
+                slot.errors += 1
+            if record.dropped:
+                slot.dropped += 1
+            elif slot.histogram is not None:
+                slot.histogram.record_value(latency_us)
+        self._newest = max(self._newest, second)
+        self.total += 1
+        if self.first_due is None or record.due < self.first_due:
+            self.first_due = record.due
+        if self.last_end is None or record.ended_at > self.last_end:
+            self.last_end = record.ended_at
+        if record.order_id and record.ok and record.status in (200, 201):
+            self.acknowledged_orders.add(record.order_id)
+
+    def _seal(self) -> None:
+        limit = self._newest - SETTLE_S
+        if limit <= self._sealed_before:
+            return
+        for second, slots in self._seconds.items():
+            if self._sealed_before <= second < limit:
+                for slot in slots.values():
+                    slot.seal()
+        self._sealed_before = limit
+
+    def names(self) -> list[str]:
+        """Journey names seen so far."""
+        with self._lock:
+            return sorted({n for slots in self._seconds.values() for n in slots} - {ALL})
+
+    def stats(
+        self, name: str | None = None, start: float | None = None, end: float | None = None
+    ) -> WindowStats:
+        """Statistics of a journey (None: all) over the whole seconds in ``[start, end)``."""
+        key = name or ALL
+        merged = _histogram()
+        count = errors = dropped = 0
+        with self._lock:
+            seconds = sorted(self._seconds)
+            lo = int(start) if start is not None else (seconds[0] if seconds else 0)
+            hi = math.ceil(end) if end is not None else (seconds[-1] + 1 if seconds else 0)
+            for second in seconds:
+                if not lo <= second < hi:
+                    continue
+                slot = self._seconds[second].get(key)
+                if slot is None:
+                    continue
+                count += slot.requests
+                errors += slot.errors
+                dropped += slot.dropped
+                if slot.histogram is not None or slot.encoded:
+                    merged.add(slot.latencies())
+
+        def pct(q: float) -> float:
+            return merged.get_value_at_percentile(q) / 1000.0 if merged.total_count else math.nan
+
+        return WindowStats(
+            name=name or "all",
+            start=float(lo),
+            end=float(hi),
+            count=count,
+            errors=errors,
+            dropped=dropped,
+            p50_ms=pct(50),
+            p95_ms=pct(95),
+            p99_ms=pct(99),
+            max_ms=merged.get_max_value() / 1000.0 if merged.total_count else math.nan,
+        )
+
+    def series(self, name: str | None = None) -> list[dict[str, float | int]]:
+        """One row per second: requests, errors, dropped, p50/p95/p99 (ms) of a journey."""
+        with self._lock:
+            seconds = sorted(self._seconds)
+        if not seconds:
+            return []
+        rows: list[dict[str, float | int]] = []
+        for second in range(seconds[0], seconds[-1] + 1):
+            s = self.stats(name, second, second + 1)
+            rows.append(
+                {
+                    "t": second,
+                    "requests": s.count,
+                    "errors": s.errors,
+                    "dropped": s.dropped,
+                    "p50_ms": s.p50_ms,
+                    "p95_ms": s.p95_ms,
+                    "p99_ms": s.p99_ms,
+                }
+            )
+        return rows

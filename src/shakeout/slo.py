@@ -8,11 +8,10 @@ names the objective, the window, the observed value and the objective value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from shakeout.measure import RequestRecord, summarize
+from shakeout.measure import Recorder
 
 MIN_SAMPLES = 20
 
@@ -81,13 +80,13 @@ class Verdict:
 
 def evaluate(
     objective: Objective,
-    records: Sequence[RequestRecord],
+    recorder: Recorder,
     window: str = "the drill",
     start: float | None = None,
     end: float | None = None,
 ) -> Verdict:
-    """Judge one objective on the records of ``[start, end)``."""
-    stats = summarize(records, objective.journey, start, end)
+    """Judge one objective on the requests due within ``[start, end)``."""
+    stats = recorder.stats(objective.journey, start, end)
     if objective.metric == "latency":
         observed = stats.latency_ms(objective.percentile)
     else:

@@ -14,12 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shakeout._process import die_with_parent, stop_process, tail
+from shakeout._process import die_with_parent, stop_process, tail, wait_for
 from shakeout.errors import ConfigError, FaultError
 
 ABORT_SIGNAL = signal.SIGUSR1
@@ -168,6 +169,7 @@ def run_experiment(
     run_dir: Path,
     variables: dict[str, str | float | int] | None = None,
     timeout_s: float = 600.0,
+    on_tick: Callable[[], None] | None = None,
 ) -> FaultRun:
     """Run an experiment to its end with rollbacks always played; abort cleanly if interrupted.
 
@@ -203,10 +205,10 @@ def run_experiment(
         )
     interrupted = False
     try:
-        code = process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        interrupted = True
-        code = stop_process(process, ABORT_SIGNAL, grace_s=60.0)
+        if not wait_for(lambda: process.poll() is not None, timeout_s, 0.1, on_tick):
+            interrupted = True
+            stop_process(process, ABORT_SIGNAL, grace_s=60.0)
+        code = process.wait()
     except BaseException:
         stop_process(process, ABORT_SIGNAL, grace_s=60.0)
         raise

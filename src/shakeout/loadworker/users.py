@@ -1,0 +1,206 @@
+"""ShakeOut's Locust users: open-model and closed-model load from one journey mix.
+
+A profile subclasses :class:`ShakeoutUser` with weighted ``journeys`` and :class:`ShakeoutShape`
+with a ``build`` method returning a :class:`~shakeout.loadworker.shapes.Shape`. Options come
+from one place, Locust's own parser (command line, ``SHAKEOUT_*`` environment, config file):
+
+* ``--shakeout-model open`` (default): each worker process runs one scheduler user that launches
+  journeys at the shape's rate (``--shakeout-arrivals constant`` or ``poisson``) however slow the
+  responses are. A request's latency counts from when it was due (coordinated omission
+  corrected, as wrk2 does). A request that cannot be launched because ``--shakeout-max-in-flight``
+  requests are already outstanding is recorded as dropped, never hidden.
+* ``--shakeout-model closed``: Locust's usual model, labelled as such: ``rate / user-rps`` users,
+  each pacing itself to its share of the rate; a slow response delays that user's next request,
+  so latency under a stall is under-reported (the omission the open model corrects).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gevent
+import gevent.pool
+from locust import LoadTestShape, events, task
+from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
+
+from shakeout.loadworker import capture  # noqa: F401  (records every request)
+from shakeout.loadworker.shapes import Shape
+
+Journey = Callable[["ShakeoutUser", dict[str, Any]], None]
+GRACE_S = 3.0  # in-flight requests may finish this long after the shape's end
+
+
+class _Run:
+    """This process's run: when the test started and how many requests were launched."""
+
+    started_at: float | None = None
+    launched = 0
+
+
+_run = _Run()
+
+
+class DroppedRequest(Exception):
+    """The open model could not launch a request: too many already in flight."""
+
+
+def _options(parser: Any) -> None:
+    group = parser.add_argument_group("ShakeOut load")
+
+    def add(name: str, env: str, default: Any, kind: type, text: str, **kw: Any) -> None:
+        group.add_argument(name, env_var=env, default=default, type=kind, help=text, **kw)
+
+    add("--shakeout-rate", "SHAKEOUT_RATE", 20.0, float, "base rate, requests per second")
+    add("--shakeout-duration", "SHAKEOUT_DURATION_S", 60.0, float, "run length in seconds")
+    add("--shakeout-model", "SHAKEOUT_MODEL", "open", str, "open or closed",
+        choices=["open", "closed"])  # fmt: skip
+    add("--shakeout-arrivals", "SHAKEOUT_ARRIVALS", "constant", str, "open model arrivals",
+        choices=["constant", "poisson"])  # fmt: skip
+    add("--shakeout-workers", "SHAKEOUT_WORKERS", 1, int, "worker processes sharing the rate")
+    add("--shakeout-user-rps", "SHAKEOUT_USER_RPS", 2.0, float, "closed model: rate per user")
+    add("--shakeout-max-in-flight", "SHAKEOUT_MAX_IN_FLIGHT", 2000, int,
+        "open model: outstanding requests per worker before arrivals are dropped")  # fmt: skip
+    add("--shakeout-max-requests", "SHAKEOUT_MAX_REQUESTS", 10_000_000, int,
+        "hard cap on requests per run (every load loop is bounded in time and count)")  # fmt: skip
+    add("--shakeout-at", "SHAKEOUT_AT_S", 10.0, float, "spike/surge: when it starts (s)")
+    add("--shakeout-window", "SHAKEOUT_WINDOW_S", 10.0, float, "spike: how long it lasts (s)")
+    add("--shakeout-factor", "SHAKEOUT_FACTOR", 0.0, float, "spike/surge factor (0: default)")
+    add("--shakeout-period", "SHAKEOUT_PERIOD_S", 60.0, float, "diurnal: one day lasts (s)")
+    add("--shakeout-ramp", "SHAKEOUT_RAMP_S", 30.0, float, "ramp: time to the full rate (s)")
+
+
+def _test_start(**_: Any) -> None:
+    _run.started_at = time.time()
+
+
+events.init_command_line_parser.add_listener(_options)
+events.test_start.add_listener(_test_start)
+
+
+def elapsed_s() -> float:
+    """Seconds since this process's test started."""
+    return time.time() - _run.started_at if _run.started_at is not None else 0.0
+
+
+class ShakeoutShape(LoadTestShape):
+    """Turns a profile's :class:`Shape` into Locust user counts for the chosen model."""
+
+    abstract = True
+
+    def build(self, options: Any) -> Shape:
+        """The profile's shape from the parsed options."""
+        raise NotImplementedError
+
+    def tick(self) -> tuple[int, float] | None:
+        """Users wanted now; None once the shape (plus a grace for in-flight work) is over."""
+        assert self.runner is not None
+        options: Any = self.runner.environment.parsed_options
+        shape = self.build(options)
+        t = self.get_run_time()
+        if t >= shape.duration_s + GRACE_S:
+            return None
+        workers = max(1, options.shakeout_workers)
+        if options.shakeout_model == "open":
+            return workers, float(workers)
+        users = closed_users(shape.rate_rps(min(t, shape.duration_s - 1e-9)), options)
+        return max(users, 1), float(max(users, 1))
+
+
+def closed_users(rate: float, options: Any) -> int:
+    """Closed model: how many users carry ``rate``, each at most ``--shakeout-user-rps``."""
+    return max(1, math.ceil(rate / options.shakeout_user_rps)) if rate > 0 else 0
+
+
+class ShakeoutUser(FastHttpUser):
+    """Base user: runs the weighted ``journeys`` in the open or the closed model."""
+
+    abstract = True
+    journeys: ClassVar[list[tuple[int, Journey]]] = []
+    concurrency = 2000  # the open model shares one user's connection pool among its greenlets
+    network_timeout = 30.0
+    connection_timeout = 5.0
+
+    def _shape(self) -> Shape:
+        shape_class = self.environment.shape_class
+        if not isinstance(shape_class, ShakeoutShape):
+            raise RuntimeError("a ShakeOut profile needs a ShakeoutShape subclass")
+        return shape_class.build(self.environment.parsed_options)
+
+    def _pick(self, rng: random.Random) -> Journey:
+        weights = [w for w, _ in self.journeys]
+        return rng.choices([j for _, j in self.journeys], weights)[0]
+
+    def wait_time(self) -> float:
+        """Closed model pacing: each user keeps its share of the shape's current rate."""
+        options = self.environment.parsed_options
+        rate = self._shape().rate_rps(elapsed_s())
+        users = closed_users(rate, options)
+        pace = users / rate if rate > 0 else 1.0
+        last = getattr(self, "_last_start", None)
+        now = time.monotonic()
+        return pace if last is None else max(0.0, pace - (now - last))
+
+    @task
+    def journey(self) -> None:
+        """One journey (closed model) or the whole arrival schedule (open model)."""
+        options = self.environment.parsed_options
+        if options.shakeout_model == "open":
+            self._open_loop(options)
+            raise StopUser
+        shape = self._shape()
+        if elapsed_s() >= shape.duration_s or _run.launched >= self._cap(options):
+            gevent.sleep(0.5)
+            return
+        self._last_start = time.monotonic()
+        _run.launched += 1
+        self._pick(random.Random())(self, {"due": time.time()})
+
+    @staticmethod
+    def _cap(options: Any) -> int:
+        return int(options.shakeout_max_requests // max(1, options.shakeout_workers))
+
+    def _launch(self, journey: Journey, due: float) -> None:
+        journey(self, {"due": due})
+
+    def _open_loop(self, options: Any) -> None:
+        shape = self._shape()
+        share = 1.0 / max(1, options.shakeout_workers)
+        poisson = options.shakeout_arrivals == "poisson"
+        pool = gevent.pool.Pool(options.shakeout_max_in_flight)
+        rng = random.Random()
+        cap = self._cap(options)
+        start = time.time() - elapsed_s()
+        due = time.time()
+        while _run.launched < cap:
+            t = due - start
+            if t >= shape.duration_s:
+                break
+            rate = shape.rate_rps(t) * share
+            if rate <= 0:
+                due += 0.05
+                continue
+            delay = due - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            journey = self._pick(rng)
+            _run.launched += 1
+            if pool.full():
+                self.environment.events.request.fire(
+                    request_type="DROP",
+                    name=getattr(journey, "__name__", "journey"),
+                    response_time=0.0,
+                    response_length=0,
+                    response=None,
+                    context={"due": due},
+                    exception=DroppedRequest("max in flight reached"),
+                    start_time=due,
+                )
+            else:
+                pool.spawn(self._launch, journey, due)
+            due += rng.expovariate(rate) if poisson else 1.0 / rate
+        pool.join(timeout=GRACE_S)
