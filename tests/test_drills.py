@@ -72,7 +72,7 @@ def test_crash_loop_drill_passes_on_the_resilient_platform(
     assert list((tmp_path / "allure").glob("*-result.json")), "no Allure result written"
     (run_dir,) = (tmp_path / "reports" / "runs").iterdir()
     assert (run_dir / "journal-crash_loop.json").is_file()
-    assert (run_dir / "requests.jsonl").stat().st_size > 0
+    assert (run_dir / "requests.tsv").stat().st_size > 0
 
 
 def test_crash_loop_drill_fails_on_the_fragile_platform(tmp_path: Path, no_leftovers: None) -> None:

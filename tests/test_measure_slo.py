@@ -1,4 +1,4 @@
-"""Exact statistics and SLO verdicts on records with known answers."""
+"""Statistics and SLO verdicts on records with known answers."""
 
 from __future__ import annotations
 
@@ -6,58 +6,108 @@ import math
 
 import pytest
 
-from shakeout.measure import RequestRecord, percentile, summarize
+from shakeout.measure import SETTLE_S, Recorder, RequestRecord
 from shakeout.slo import MIN_SAMPLES, Objective, evaluate
+
+T0 = 1_800_000_000.0
 
 
 def _record(
-    start: float, latency_ms: float, name: str = "checkout", error: bool = False
+    due: float,
+    latency_ms: float,
+    name: str = "checkout",
+    error: str | None = None,
+    started_late_ms: float = 0.0,
 ) -> RequestRecord:
     return RequestRecord(
-        started_at=start,
-        ended_at=start + latency_ms / 1000.0,
+        due=due,
+        started_at=due + started_late_ms / 1000.0,
+        ended_at=due + latency_ms / 1000.0,
         name=name,
         method="POST",
-        status=502 if error else 201,
-        error="HTTP 502" if error else None,
+        status=502 if error and error.startswith("HTTP") else (0 if error else 201),
+        error=error,
+        order_id=None if error else f"o-{due}",
     )
 
 
-def test_percentile_is_nearest_rank_and_exact() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50.0
-    assert percentile(values, 95) == 95.0
-    assert percentile(values, 99) == 99.0
-    assert percentile([123.456], 99) == 123.456
-    assert math.isnan(percentile([], 95))
+def _recorder(records: list[RequestRecord]) -> Recorder:
+    recorder = Recorder()
+    recorder.add_all(records)
+    return recorder
 
 
-def test_summarize_selects_journey_and_window() -> None:
-    records = [_record(1000.0 + i, 10.0 + i) for i in range(10)]
-    records += [_record(1000.0 + i, 500.0, name="browse") for i in range(10)]
-    stats = summarize(records, "checkout", start=1002.0, end=1007.0)
+def test_percentiles_are_within_hdr_precision() -> None:
+    recorder = _recorder([_record(T0 + i / 100, float(v)) for i, v in enumerate(range(1, 101))])
+    stats = recorder.stats("checkout")
+    assert stats.count == 100
+    assert stats.p50_ms == pytest.approx(50.0, rel=1e-3)
+    assert stats.p95_ms == pytest.approx(95.0, rel=1e-3)
+    assert stats.p99_ms == pytest.approx(99.0, rel=1e-3)
+    assert stats.max_ms == pytest.approx(100.0, rel=1e-3)
+    assert math.isnan(recorder.stats("nothing").p95_ms)
+
+
+def test_latency_counts_from_the_due_time() -> None:
+    record = _record(T0, 250.0, started_late_ms=240.0)
+    assert record.latency_ms == pytest.approx(250.0)
+    assert record.service_time_ms == pytest.approx(10.0)
+
+
+def test_windows_select_whole_seconds_and_journeys() -> None:
+    records = [_record(T0 + i, 10.0 + i) for i in range(10)]
+    records += [_record(T0 + i, 500.0, name="browse") for i in range(10)]
+    recorder = _recorder(records)
+    stats = recorder.stats("checkout", start=T0 + 2, end=T0 + 7)
     assert stats.count == 5
-    assert stats.p50_ms == pytest.approx(14.0)
-    assert stats.max_ms == pytest.approx(16.0)
+    assert stats.p50_ms == pytest.approx(14.0, rel=1e-3)
     assert stats.throughput_rps == pytest.approx(1.0)
+    assert recorder.stats(None, T0, T0 + 10).count == 20
+    assert recorder.names() == ["browse", "checkout"]
+
+
+def test_completed_seconds_are_sealed_yet_still_answer() -> None:
+    recorder = Recorder()
+    for second in range(20):
+        recorder.add_all(_record(T0 + second + i / 10, 5.0 + second) for i in range(10))
+    live = [s for s, slots in recorder._seconds.items() if slots["*"].histogram is not None]
+    assert len(live) <= SETTLE_S + 1, "old seconds must be encoded, not kept as full arrays"
+    assert recorder.stats("checkout", T0, T0 + 1).p50_ms == pytest.approx(5.0, rel=1e-3)
+    assert recorder.stats("checkout").count == 200
+    series = recorder.series("checkout")
+    assert [row["requests"] for row in series] == [10] * 20
+
+
+def test_dropped_requests_count_as_errors_and_orders_are_collected() -> None:
+    records = [_record(T0 + i / 10, 5.0) for i in range(18)]
+    records += [_record(T0 + 2, 0.0, error="dropped"), _record(T0 + 2, 5.0, error="HTTP 502")]
+    recorder = _recorder(records)
+    stats = recorder.stats()
+    assert stats.dropped == 1
+    assert stats.errors == 2
+    assert stats.error_rate == pytest.approx(0.1)
+    assert len(recorder.acknowledged_orders) == 18
 
 
 def test_latency_objective_passes_and_fails_on_the_threshold() -> None:
-    records = [_record(float(i), 100.0 if i < 95 else 400.0) for i in range(100)]
-    tight = evaluate(Objective("checkout", "latency", 300.0, 95.0), records)
+    recorder = _recorder([_record(T0 + i / 10, 100.0 if i < 95 else 400.0) for i in range(100)])
+    tight = evaluate(Objective("checkout", "latency", 300.0, 95.0), recorder)
     assert tight.passed
-    assert tight.observed == pytest.approx(100.0)
-    strict = evaluate(Objective("checkout", "latency", 300.0, 99.0), records)
+    assert tight.observed == pytest.approx(100.0, rel=1e-3)
+    strict = evaluate(Objective("checkout", "latency", 300.0, 99.0), recorder)
     assert strict.status == "fail"
+    # HdrHistogram answers the highest value equivalent to 400 ms at 3 significant digits.
     assert strict.message == (
-        "SLO breached: checkout p99 latency < 300 ms over the drill: observed 400.0 ms "
+        "SLO breached: checkout p99 latency < 300 ms over the drill: observed 400.1 ms "
         "(100 requests)"
     )
 
 
 def test_error_rate_objective_names_observed_and_objective() -> None:
-    records = [_record(float(i), 5.0, error=i % 10 == 0) for i in range(100)]
-    verdict = evaluate(Objective("checkout", "error_rate", 0.01), records)
+    recorder = _recorder(
+        [_record(T0 + i / 10, 5.0, error="HTTP 502" if i % 10 == 0 else None) for i in range(100)]
+    )
+    verdict = evaluate(Objective("checkout", "error_rate", 0.01), recorder)
     assert verdict.status == "fail"
     assert verdict.observed == pytest.approx(0.10)
     assert "checkout error rate < 1%" in verdict.message
@@ -65,9 +115,9 @@ def test_error_rate_objective_names_observed_and_objective() -> None:
 
 
 def test_too_few_samples_is_inconclusive_never_a_pass() -> None:
-    records = [_record(float(i), 5.0) for i in range(MIN_SAMPLES - 1)]
-    verdict = evaluate(Objective("checkout", "error_rate", 0.01), records)
+    recorder = _recorder([_record(T0 + i, 5.0) for i in range(MIN_SAMPLES - 1)])
+    verdict = evaluate(Objective("checkout", "error_rate", 0.01), recorder)
     assert verdict.status == "inconclusive"
     assert not verdict.passed
     assert "at least 20 requests" in verdict.message
-    assert evaluate(Objective("nothing", "latency", 1.0), records).observed_text() == "no data"
+    assert evaluate(Objective("nothing", "latency", 1.0), recorder).observed_text() == "no data"
