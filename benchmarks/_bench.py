@@ -175,6 +175,7 @@ class CpuMeter:
     _start: dict[str, float] | None = None
     _started_at: float = 0.0
     share: dict[str, float] | None = None
+    window: tuple[float, float] = (0.0, 0.0)  # Unix times the caller measured over
 
     def start(self) -> None:
         """Open the window."""

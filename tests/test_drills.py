@@ -61,32 +61,41 @@ def _run_drill(tmp_path: Path, target: Path, *extra: str) -> subprocess.Complete
     )
 
 
-def test_crash_loop_drill_passes_on_the_resilient_platform(
-    tmp_path: Path, no_leftovers: None
+DRILLS = [("crash", 1), ("zone", 2)]
+
+
+@pytest.mark.parametrize(("keyword", "scenarios"), DRILLS)
+def test_drill_passes_on_the_resilient_platform(
+    tmp_path: Path, keyword: str, scenarios: int, no_leftovers: None
 ) -> None:
+    allure_dir = tmp_path / "allure"
     result = _run_drill(
-        tmp_path, TARGETS / "local.yaml", "-k", "crash", "--alluredir", str(tmp_path / "allure")
+        tmp_path, TARGETS / "local.yaml", "-k", keyword, "--alluredir", str(allure_dir)
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "1 passed" in result.stdout
-    assert list((tmp_path / "allure").glob("*-result.json")), "no Allure result written"
-    (run_dir,) = (tmp_path / "reports" / "runs").iterdir()
-    assert (run_dir / "journal-crash_loop.json").is_file()
-    assert (run_dir / "requests.tsv").stat().st_size > 0
+    assert f"{scenarios} passed" in result.stdout
+    assert len(list(allure_dir.glob("*-result.json"))) == scenarios
+    for run_dir in (tmp_path / "reports" / "runs").iterdir():
+        assert list(run_dir.glob("journal-*.json")), run_dir
+        assert (run_dir / "requests.tsv").stat().st_size > 0
+        assert (run_dir / "timeseries.json").is_file()
 
 
-def test_crash_loop_drill_fails_on_the_fragile_platform(tmp_path: Path, no_leftovers: None) -> None:
-    result = _run_drill(tmp_path, TARGETS / "local-fragile.yaml", "-k", "crash")
+@pytest.mark.parametrize(("keyword", "scenarios"), DRILLS)
+def test_drill_fails_on_the_fragile_platform(
+    tmp_path: Path, keyword: str, scenarios: int, no_leftovers: None
+) -> None:
+    result = _run_drill(tmp_path, TARGETS / "local-fragile.yaml", "-k", keyword)
     assert result.returncode == 1, result.stdout[-3000:]
-    assert "1 failed" in result.stdout
-    line = next(
-        (ln for ln in result.stdout.splitlines() if "SLO breached: checkout error rate" in ln),
-        None,
-    )
-    assert line is not None, result.stdout[-3000:]
-    assert "checkout error rate < 1% over the drill: observed" in line
-    observed = float(line.split("observed ")[1].split("%")[0])
-    assert observed > 5.0, line
+    assert f"{scenarios} failed" in result.stdout
+    lines = [
+        ln for ln in result.stdout.splitlines() if ln.startswith("E ") and "SLO breached" in ln
+    ]
+    assert len(lines) == scenarios, result.stdout[-3000:]
+    for line in lines:
+        assert "checkout error rate < 1% over the drill: observed" in line, line
+        observed = float(line.split("observed ")[1].split("%")[0])
+        assert observed > 5.0, line
 
 
 @pytest.fixture

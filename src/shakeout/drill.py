@@ -24,14 +24,7 @@ from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
 from shakeout.slo import Objective, Verdict, evaluate
-
-SCENARIO_DIR = Path("scenarios")
-
-# Fault words a feature may use, mapped to the experiment that implements them on this target
-# and to the experiment configuration each word's arguments fill in.
-FAULTS: dict[str, str] = {
-    "crash_loop": "crash_loop.json",
-}
+from shakeout.topology import load_target
 
 
 @dataclass(frozen=True)
@@ -79,6 +72,7 @@ class Drill:
         progress: Progress | None = None,
     ):
         self.platform = platform
+        self.target = load_target(platform.target_file)
         self.progress = progress
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = reports_dir / "runs" / f"{stamp}-{_slug(name)}"
@@ -137,11 +131,21 @@ class Drill:
 
     # -- faults ------------------------------------------------------------------------------
 
+    def experiment_for(self, fault: str) -> Path:
+        """The experiment the target maps a fault word to; errors name the target file."""
+        faults = self.target.faults
+        where = self.platform.target_file
+        if fault not in faults:
+            known = ", ".join(sorted(faults)) or "none"
+            raise ConfigError(f"{where}: field faults: no fault {fault!r} (known: {known})")
+        experiment = Path(faults[fault])
+        if not experiment.is_file():
+            raise ConfigError(f"{where}: field faults.{fault}: no experiment file {experiment}")
+        return experiment
+
     def inject(self, fault: str, **variables: str | float | int) -> FaultRun:
         """Run the experiment behind a fault word to its end, rollbacks included."""
-        if fault not in FAULTS:
-            raise ConfigError(f"unknown fault {fault!r} (known: {', '.join(sorted(FAULTS))})")
-        experiment = SCENARIO_DIR / FAULTS[fault]
+        experiment = self.experiment_for(fault)
         validate(experiment, self.run_dir)
         if self.progress:
             self.progress(f"fault {fault!r}: {experiment} {variables}")

@@ -3,7 +3,8 @@
 A target file is YAML. ``kind: local`` describes the embedded platform: per service the command
 that starts one replica, how many replicas, the health paths and the environment; and the
 platform's behaviour (health checks, router retries and ejection, automatic rollback, restart
-back-off). Validation errors name the file and the field at fault.
+back-off). ``faults`` maps the fault words features use (``zone-outage``) to the Chaos Toolkit
+experiments that implement them on this target. Validation errors name the file and the field.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class LocalTarget(_Model):
     description: str = ""
     platform: PlatformSpec = PlatformSpec()
     services: dict[Annotated[str, Field(pattern=_NAME)], ServiceSpec]
+    faults: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
 
     @model_validator(mode="after")
     def _gateway_exists(self) -> LocalTarget:

@@ -80,7 +80,11 @@ class FaultRun:
 
     @property
     def fault_end(self) -> float | None:
-        """When the last rollback (or, without rollbacks, the method) ended."""
+        """When the fault was reverted: the end of the method's ``revert-*`` activities, or of
+        the rollbacks when the method does not revert the fault itself."""
+        reverts = [a.end for a in self.method if a.name.startswith("revert-") and a.end]
+        if reverts:
+            return max(reverts)
         ends = [a.end for a in (self.rollbacks or self.method) if a.end is not None]
         return max(ends) if ends else None
 

@@ -11,8 +11,9 @@ POST /v1/zones/{zone}/{action}         action: kill (zone down) | freeze | resum
 POST /v1/services/{name}/deploy        {"version", "weight", "env", "replicas"}
 POST /v1/services/{name}/promote
 POST /v1/services/{name}/rollback
-POST /v1/services/{name}/scale         {"replicas"}
+POST /v1/services/{name}/scale         {"replicas"} (null: the topology's count)
 POST /v1/secrets/rotate
+POST /v1/secrets/store                 {"reachable": false} takes the secret store away
 =====================================  ===========================================================
 """
 
@@ -46,7 +47,14 @@ class ScaleRequest(BaseModel):
     """Body of ``POST /v1/services/{name}/scale``."""
 
     model_config = ConfigDict(extra="forbid")
-    replicas: int = Field(ge=0, le=50)
+    replicas: int | None = Field(default=None, ge=0, le=50)
+
+
+class StoreRequest(BaseModel):
+    """Body of ``POST /v1/secrets/store``."""
+
+    model_config = ConfigDict(extra="forbid")
+    reachable: bool
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -127,6 +135,10 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
     async def rotate(request: Request) -> JSONResponse:
         return JSONResponse({"rotated_at": supervisor.rotate_key()})
 
+    async def secret_store(request: Request) -> JSONResponse:
+        body = StoreRequest.model_validate(await _body(request))
+        return JSONResponse({"reachable": supervisor.secret_store(body.reachable)})
+
     app = Starlette(
         routes=[
             Route("/v1/status", status),
@@ -139,6 +151,7 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             Route("/v1/services/{service}/rollback", rollback, methods=["POST"]),
             Route("/v1/services/{service}/scale", scale, methods=["POST"]),
             Route("/v1/secrets/rotate", rotate, methods=["POST"]),
+            Route("/v1/secrets/store", secret_store, methods=["POST"]),
         ],
         exception_handlers={
             NotFound: lambda req, exc: _error(404, str(exc)),

@@ -104,10 +104,16 @@ class PlatformClient:
         result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/rollback")
         return result
 
-    def scale(self, service: str, replicas: int) -> dict[str, Any]:
-        """Set the replica count of a service's stable version."""
+    def scale(self, service: str, replicas: int | None) -> dict[str, Any]:
+        """Set the replica count of a service's stable version (None: the topology's)."""
         body = {"replicas": replicas}
         result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/scale", body)
+        return result
+
+    def secret_store(self, reachable: bool) -> dict[str, Any]:
+        """Take the secret store away (``False``) or bring it back (``True``)."""
+        body = {"reachable": reachable}
+        result: dict[str, Any] = self._call("POST", "/v1/secrets/store", body)
         return result
 
     def rotate_key(self) -> dict[str, Any]:

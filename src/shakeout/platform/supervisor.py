@@ -472,9 +472,11 @@ class Supervisor:
         self._changed()
         return rollout
 
-    async def scale(self, name: str, replicas: int) -> int:
-        """Set the number of replicas of the stable version."""
+    async def scale(self, name: str, replicas: int | None) -> int:
+        """Set the number of replicas of the stable version (None: the topology's count)."""
         svc = self.find_service(name)
+        if replicas is None:
+            replicas = svc.spec.replicas
         if not 0 <= replicas <= 50:
             raise PlatformError(f"replicas must be between 0 and 50, got {replicas}")
         stable = [r for r in svc.replicas if r.version == svc.stable_version]
@@ -571,10 +573,27 @@ class Supervisor:
 
     def rotate_key(self) -> float:
         """Rotate the shared key; the previous key stays valid for the overlap window."""
+        if not self.secret_file.exists():
+            raise PlatformError("the secret store is down: bring it back before rotating")
         current = json.loads(self.secret_file.read_text(encoding="utf-8"))["current"]
         rotated_at = self.write_secret(secrets.token_urlsafe(24), previous=current)
         self.event("key_rotated", overlap_s=self.spec.key_overlap_s)
         return rotated_at
+
+    def secret_store(self, reachable: bool) -> bool:
+        """Take the secret store (the shared-key file) away, or bring it back.
+
+        Running services keep the keys they loaded (cached credentials); a replica that starts
+        during the outage finds no key and never becomes ready.
+        """
+        offline = self.secret_file.with_suffix(".offline")
+        if not reachable and self.secret_file.exists():
+            os.replace(self.secret_file, offline)
+            self.event("secret_store_down")
+        elif reachable and offline.exists():
+            os.replace(offline, self.secret_file)
+            self.event("secret_store_up")
+        return self.secret_file.exists()
 
     # -- views -------------------------------------------------------------------------------
 
@@ -584,8 +603,8 @@ class Supervisor:
         if self.spec.health_checks:
             return [r for r in svc.replicas if r.ready and r.state == "running"]
         # No readiness gate: every replica that is meant to run stays an endpoint, whether it
-        # is starting, crashed and backing off, or frozen.
-        return [r for r in svc.replicas if r.state != "stopped" and not r.zone_down]
+        # is starting, crashed and backing off, frozen, or in a zone that went down.
+        return [r for r in svc.replicas if r.state != "stopped" or r.zone_down]
 
     def snapshot(self) -> dict[str, Any]:
         """Whole-platform view for ``status`` and the control API."""

@@ -10,12 +10,15 @@ __all__ = [
     "deploy_version",
     "freeze_zone",
     "kill_replica",
+    "kill_replicas",
     "kill_zone",
     "promote_version",
     "resume_zone",
     "rollback_version",
     "rotate_shared_key",
     "scale_service",
+    "secret_store_down",
+    "secret_store_up",
 ]
 
 
@@ -78,9 +81,34 @@ def rotate_shared_key(configuration: dict[str, Any] | None = None) -> dict[str, 
         return platform.rotate_key()
 
 
+def secret_store_down(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make the secret store unreachable; running services keep their cached keys."""
+    with client(configuration) as platform:
+        return platform.secret_store(reachable=False)
+
+
+def secret_store_up(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Bring the secret store back."""
+    with client(configuration) as platform:
+        return platform.secret_store(reachable=True)
+
+
+def kill_replicas(
+    service: str, count: int = 1, configuration: dict[str, Any] | None = None
+) -> list[str]:
+    """SIGKILL ``count`` running replicas of a service (the platform restarts them)."""
+    with client(configuration) as platform:
+        victims = [r["id"] for r in platform.replicas() if r["service"] == service and r["pid"]][
+            :count
+        ]
+        for replica in victims:
+            platform.replica_action(replica, "kill")
+    return victims
+
+
 def scale_service(
-    service: str, replicas: int, configuration: dict[str, Any] | None = None
+    service: str, replicas: int | None = None, configuration: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Set the number of replicas of a service's stable version."""
+    """Set the replica count of a service's stable version (None: the topology's count)."""
     with client(configuration) as platform:
         return platform.scale(service, replicas)

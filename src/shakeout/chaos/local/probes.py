@@ -7,7 +7,14 @@ from typing import Any
 
 from shakeout.chaos.local import client
 
-__all__ = ["all_replicas_ready", "replicas", "rollout_status", "wait_for_rollout"]
+__all__ = [
+    "all_replicas_ready",
+    "observe",
+    "replicas",
+    "rollout_status",
+    "wait_for_rollout",
+    "wait_until_ready",
+]
 
 
 def all_replicas_ready(configuration: dict[str, Any] | None = None) -> bool:
@@ -47,4 +54,30 @@ def wait_for_rollout(
             waited = time.monotonic() - started
             if rollout["status"] != "progressing" or waited >= timeout_s:
                 return {**rollout, "waited_s": round(waited, 3)}
+            time.sleep(0.1)  # poll the control API under the timeout above
+
+
+def observe(seconds: float, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hold the fault for ``seconds``, then report how many replicas were ready at the end.
+
+    The fault window of an experiment is this probe's run in the journal.
+    """
+    time.sleep(seconds)  # holding the fault is the point of this activity
+    with client(configuration) as platform:
+        found = platform.replicas()
+    return {"held_s": seconds, "ready": sum(1 for r in found if r["ready"]), "total": len(found)}
+
+
+def wait_until_ready(
+    timeout_s: float = 30.0, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Wait until every replica is ready again (recovery), or ``timeout_s`` passes."""
+    started = time.monotonic()
+    with client(configuration) as platform:
+        while True:
+            found = platform.replicas()
+            ready = all(r["ready"] for r in found)
+            waited = time.monotonic() - started
+            if ready or waited >= timeout_s:
+                return {"ready": ready, "waited_s": round(waited, 3)}
             time.sleep(0.1)  # poll the control API under the timeout above

@@ -1,0 +1,20 @@
+@zone @nightly @gameday
+Feature: Availability-zone failure
+  When a whole zone goes down, or freezes and stops answering, traffic must fail over to the
+  healthy zones: shoppers keep checking out and no acknowledged order is lost.
+
+  Scenario Outline: Zone b <failure> and traffic fails over
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 3 seconds
+    When zone "b" <failure> for 6 seconds
+    And the target has 3 seconds to recover
+    Then the "checkout" journey's error rate stays below 1%
+    And the "browse" journey's error rate stays below 1%
+    And the "checkout" journey's p95 latency stays below 300 ms
+    And no acknowledged order is lost
+
+    Examples:
+      | failure    |
+      | goes down  |
+      | freezes    |
