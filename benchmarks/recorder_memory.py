@@ -54,8 +54,9 @@ def main() -> None:
     query = time.perf_counter() - query
     raw_mib = total * (sample.__sizeof__() + 8) / 2**20
     print(
-        f"{total} records over {args.seconds} s at {args.rate} rps: recorder {current / 2**20:.1f}"
-        f" MiB (peak before collection {peak / 2**20:.1f} MiB) vs >= {raw_mib:.0f} MiB to keep the raw records; "
+        f"{total} records over {args.seconds} s at {args.rate} rps: recorder "
+        f"{current / 2**20:.1f} MiB (peak before collection {peak / 2**20:.1f} MiB) vs >= "
+        f"{raw_mib:.0f} MiB to keep the raw records; "
         f"{total / elapsed:,.0f} records/s accounted; whole-run checkout p95 "
         f"{stats.p95_ms:.1f} ms answered in {query:.2f} s"
     )

@@ -15,6 +15,7 @@ from pytest_bdd.exceptions import StepDefinitionNotFoundError
 from pytest_bdd.parser import Feature, Scenario
 from pytest_bdd.scenario import get_step_function
 
+from shakeout.chaos import undo
 from shakeout.drill import Drill
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
@@ -55,6 +56,8 @@ def target_file(pytestconfig: pytest.Config) -> Path:
 def platform(target_file: Path) -> Iterator[PlatformState]:
     """The running platform; started (and later stopped) here when it was not running."""
     state, started = lifecycle.up(target_file, owner_pid=os.getpid())
+    for record in undo.pending(state.target):  # a killed earlier run's faults, undone first
+        undo.finish(record, Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports")) / "cleanup")
     try:
         yield state
     finally:

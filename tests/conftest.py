@@ -27,6 +27,7 @@ def shakeout_processes() -> set[int]:
                 "shakeout.services.",
                 "-m locust",
                 "chaos --no-version-check",
+                "shakeout.chaos._guard",
             )
         ):
             pids.add(int(pid))
@@ -50,4 +51,9 @@ def no_leftovers() -> Iterator[None]:
 
     wait_for(lambda: not (shakeout_processes() - before), 10.0)
     left = shakeout_processes() - before
-    assert not left, f"processes left behind: {sorted(left)}"
+    if left:
+        pids = ",".join(map(str, left))
+        out = subprocess.run(
+            ["ps", "-o", "pid=,args=", "-p", pids], capture_output=True, text=True, check=False
+        )
+        raise AssertionError(f"processes left behind:\n{out.stdout}")

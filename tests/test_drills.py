@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from shakeout._process import wait_for
+from shakeout.chaos import undo
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
 
@@ -147,7 +148,7 @@ def _interrupt_mid_fault(
 
 
 def test_ctrl_c_mid_fault_plays_the_rollback(
-    tmp_path: Path, fragile_platform: PlatformState, no_leftovers: None
+    tmp_path: Path, no_leftovers: None, fragile_platform: PlatformState
 ) -> None:
     code, output = _interrupt_mid_fault(tmp_path, fragile_platform, signal.SIGINT, True)
     assert code != 0
@@ -155,7 +156,7 @@ def test_ctrl_c_mid_fault_plays_the_rollback(
 
 
 def test_killed_harness_mid_fault_still_plays_the_rollback(
-    tmp_path: Path, fragile_platform: PlatformState, no_leftovers: None
+    tmp_path: Path, no_leftovers: None, fragile_platform: PlatformState
 ) -> None:
     code, _ = _interrupt_mid_fault(tmp_path, fragile_platform, signal.SIGKILL, False)
     assert code == -signal.SIGKILL
@@ -204,3 +205,59 @@ def test_unknown_step_fails_before_anything_starts(tmp_path: Path, no_leftovers:
         result.stdout
     )
     assert not (tmp_path / "runtime").exists(), "the platform was started for a broken feature"
+
+
+def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
+    tmp_path: Path, no_leftovers: None, fragile_platform: PlatformState
+) -> None:
+    # Everything dies at once (the harness, its guard, `chaos run`): nobody rolls back.
+    drill = subprocess.Popen(
+        _drill_command(TARGETS / "local-fragile.yaml", "-k", "crash"),
+        cwd=ROOT,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    with lifecycle.PlatformClient(fragile_platform) as client:
+
+        def bad_release_live() -> bool:
+            return any(r["version"] == "v2-crashloop" for r in client.replicas())
+
+        try:
+            assert wait_for(bad_release_live, 60), "the drill never injected its fault"
+            os.killpg(drill.pid, signal.SIGKILL)
+            # `chaos run` lives in its own session; kill it too, before it can roll back.
+            subprocess.run(["pkill", "-KILL", "-f", "chaos --no-version-check"], check=False)
+        finally:
+            drill.wait(timeout=30)
+        assert wait_for(lambda: not shakeout_chaos_running(), 10)
+        assert bad_release_live(), "the fault should still be there: nobody rolled it back"
+        assert len(undo.pending(fragile_platform.target)) == 1
+
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shakeout.cli",
+                "cleanup",
+                "--target",
+                str(TARGETS / "local-fragile.yaml"),
+            ],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "steady state met" in result.stdout
+        assert not bad_release_live()
+        assert undo.pending(fragile_platform.target, include_live=True) == []
+
+
+def shakeout_chaos_running() -> bool:
+    """True while a `chaos run` process exists."""
+    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True)
+    return any("chaos --no-version-check" in line for line in out.stdout.splitlines())

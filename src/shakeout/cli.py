@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shakeout.chaos import undo
 from shakeout.errors import ShakeoutError
 from shakeout.platform import lifecycle
 from shakeout.topology import load_target
@@ -85,6 +86,27 @@ def _platform_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    state = lifecycle.running(target.name)
+    records = undo.pending(target.name, include_live=args.force)
+    if not records:
+        _console.print(f"nothing to clean up for target {target.name!r}")
+        return 0
+    if state is None:
+        _errors.print(
+            f"{len(records)} fault(s) of target {target.name!r} were left behind, but its "
+            f"platform is not running, so there is nothing to roll back on it: start it with "
+            f"'shakeout platform up --target {args.target}' and run cleanup again, or delete "
+            f"{undo.undo_dir(target.name)}"
+        )
+        return 2
+    for record in records:
+        _console.print(f"rolling back {record.experiment} (left by run {record.id}) ...")
+        _console.print(undo.finish(record, Path("reports") / "cleanup"))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     for path in args.files:
         target = load_target(path)
@@ -110,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--target", type=Path, default=DEFAULT_TARGET, help="target file (default: %(default)s)"
         )
         sub.set_defaults(handler=handler)
+    cleanup = commands.add_parser(
+        "cleanup", help="play the rollbacks of faults a killed run left behind"
+    )
+    cleanup.add_argument("--target", type=Path, default=DEFAULT_TARGET)
+    cleanup.add_argument(
+        "--force", action="store_true", help="also records whose harness is still alive"
+    )
+    cleanup.set_defaults(handler=_cleanup)
     validate = commands.add_parser("validate", help="check target files")
     validate.add_argument("files", nargs="+", type=Path)
     validate.set_defaults(handler=_validate)

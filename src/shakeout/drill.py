@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from shakeout._process import wait_for
+from shakeout.chaos import undo
 from shakeout.chaos.runner import FaultRun, run_experiment, validate
 from shakeout.errors import ConfigError, FaultError, LoadError, PlatformError
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
@@ -149,12 +150,16 @@ class Drill:
         validate(experiment, self.run_dir)
         if self.progress:
             self.progress(f"fault {fault!r}: {experiment} {variables}")
+        config = {"shakeout_target": self.platform.target, **variables}
+        record = undo.write_record(self.platform.target, experiment, config)
         result = run_experiment(
             experiment,
             self.run_dir,
-            {"shakeout_target": self.platform.target, **variables},
+            config,
             on_tick=self.load.report if self.load else None,
         )
+        if result.rollbacks_ok:
+            record.remove()
         if self.progress:
             self.progress(f"fault {fault!r} ended: {result.summary()}")
         self.faults.append(result)

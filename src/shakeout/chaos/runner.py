@@ -4,7 +4,8 @@ chaoslib's ``Runner`` installs signal handlers, so it belongs on a main thread: 
 process is the clean choice for a harness. The run always uses ``--rollback-strategy always``.
 To abort (Ctrl-C in the harness, a failed step, or the harness being killed outright), the
 process gets SIGUSR1, which ends the method at once and still plays the rollbacks; SIGTERM
-would only fail the running activity and report "completed", hiding the abort.
+would only fail the running activity and report "completed", hiding the abort. A guard
+process (:mod:`shakeout.chaos._guard`) makes sure that SIGUSR1 arrives exactly once.
 """
 
 from __future__ import annotations
@@ -184,6 +185,9 @@ def run_experiment(
     journal = run_dir / f"journal-{experiment.stem}.json"
     log = run_dir / f"chaos-{experiment.stem}.log"
     command = [
+        sys.executable,
+        "-m",
+        "shakeout.chaos._guard",
         *chaos_command(),
         "--no-version-check",
         "--log-file",
