@@ -141,6 +141,32 @@ def error_rate_below(drill: Drill, journey: str, percent: float) -> None:
     _require(drill.check(Objective(journey, "error_rate", percent / 100.0)))
 
 
+@then(
+    parsers.parse(
+        'during the {phase} the "{journey}" journey\'s error rate stays below {percent:g}%'
+    )
+)
+def phase_error_rate_below(drill: Drill, phase: str, journey: str, percent: float) -> None:
+    """Error-rate objective over one phase: baseline, fault or recovery (from the journal)."""
+    _require(drill.check(Objective(journey, "error_rate", percent / 100.0), phase=phase))
+
+
+@then(
+    parsers.parse(
+        'the "{journey}" journey recovers within {seconds:d} seconds of the fault\'s start'
+    )
+)
+def recovers_within(drill: Drill, journey: str, seconds: int) -> None:
+    """Recovery time: until the error rate stays under 1% for 3 s, from the fault's start."""
+    took = drill.recovery_time(journey, 0.01)
+    if took is None or took > seconds:
+        observed = "never recovered" if took is None else f"recovered after {took:.0f} s"
+        raise SLOBreach(
+            f"recovery objective breached: {journey} {observed} "
+            f"(objective: error rate under 1% for 3 s within {seconds} s of the fault's start)"
+        )
+
+
 @then("no acknowledged order is lost")
 def no_lost_orders(drill: Drill) -> None:
     """Every order the shop acknowledged is in its store."""

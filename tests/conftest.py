@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every process this test session starts inherits this marker, so leftover checks only see
+# our own processes, not a platform or load run by someone else on the same machine.
+SESSION_MARKER = f"SHAKEOUT_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["SHAKEOUT_TEST_SESSION"] = SESSION_MARKER.split("=", 1)[1]
+
+
+def _ours(pid: int) -> bool:
+    try:
+        return SESSION_MARKER.encode() in Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
 
 
 def shakeout_processes() -> set[int]:
@@ -20,7 +33,7 @@ def shakeout_processes() -> set[int]:
         pid, _, args = line.strip().partition(" ")
         if int(pid) == os.getpid():
             continue
-        if any(
+        if _ours(int(pid)) and any(
             marker in args
             for marker in (
                 "shakeout.platform.daemon",

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from shakeout.measure import SETTLE_S, Recorder, RequestRecord
-from shakeout.slo import MIN_SAMPLES, Objective, evaluate
+from shakeout.slo import MIN_SAMPLES, Objective, evaluate, recovery_time
 
 T0 = 1_800_000_000.0
 
@@ -121,3 +121,16 @@ def test_too_few_samples_is_inconclusive_never_a_pass() -> None:
     assert not verdict.passed
     assert "at least 20 requests" in verdict.message
     assert evaluate(Objective("nothing", "latency", 1.0), recorder).observed_text() == "no data"
+
+
+def test_recovery_time_is_read_from_the_request_stream() -> None:
+    records = []
+    for second in range(20):
+        failing = 5 <= second < 9  # the fault starts at 5 s; errors stop after 9 s
+        records += [
+            _record(T0 + second + i / 10, 5.0, error="HTTP 502" if failing else None)
+            for i in range(10)
+        ]
+    recorder = _recorder(records)
+    assert recovery_time(recorder, "checkout", T0 + 5, 0.01) == pytest.approx(4.0)
+    assert recovery_time(recorder, "checkout", T0 + 5, 0.01, sustain_s=30) is None

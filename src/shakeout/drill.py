@@ -24,7 +24,7 @@ from shakeout.errors import ConfigError, FaultError, LoadError, PlatformError
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
-from shakeout.slo import Objective, Verdict, evaluate
+from shakeout.slo import Objective, Verdict, evaluate, recovery_time
 from shakeout.topology import load_target
 
 
@@ -169,12 +169,46 @@ class Drill:
 
     # -- verdicts ----------------------------------------------------------------------------
 
-    def check(self, objective: Objective) -> Verdict:
-        """Judge an objective over the whole drill (load start to load stop)."""
+    def phases(self) -> dict[str, tuple[float | None, float | None]]:
+        """Windows of the drill, from the chaos journal's timestamps (not step wall-clock).
+
+        ``baseline`` runs from the load's start to the first fault's start, ``fault`` from
+        there to the last fault's revert, ``recovery`` from the revert to the load's end.
+        """
+        starts = [f.fault_start for f in self.faults if f.fault_start is not None]
+        ends = [f.fault_end for f in self.faults if f.fault_end is not None]
+        start, end = (min(starts) if starts else None), (max(ends) if ends else None)
+        return {
+            "drill": (None, None),
+            "baseline": (None, start),
+            "fault": (start, end),
+            "recovery": (end, None),
+        }
+
+    def check(self, objective: Objective, phase: str = "drill") -> Verdict:
+        """Judge an objective over a phase of the drill (default: load start to load stop)."""
         load = self.stop_load()
-        verdict = evaluate(objective, load.recorder, window="the drill")
+        phases = self.phases()
+        if phase not in phases:
+            raise ConfigError(f"unknown phase {phase!r} (phases: {', '.join(phases)})")
+        start, end = phases[phase]
+        if phase != "drill" and not self.faults:
+            raise ConfigError(f"the {phase} phase needs a fault step before this check")
+        window = "the drill" if phase == "drill" else f"the {phase} phase"
+        verdict = evaluate(objective, load.recorder, window=window, start=start, end=end)
         self.verdicts.append(verdict)
         return verdict
+
+    def recovery_time(
+        self, journey: str, max_error_rate: float, sustain_s: int = 3
+    ) -> float | None:
+        """Seconds from the fault's start until the journey's error rate stayed at or below
+        ``max_error_rate`` for ``sustain_s`` whole seconds in a row (None: never)."""
+        load = self.stop_load()
+        start = self.phases()["fault"][0]
+        if start is None:
+            raise ConfigError("recovery time needs a fault step before this check")
+        return recovery_time(load.recorder, journey, start, max_error_rate, sustain_s)
 
     def check_orders(self) -> DataCheck:
         """Reconcile every acknowledged order with the store, through the gateway."""
@@ -259,6 +293,7 @@ class Drill:
                 }
                 for f in self.faults
             ],
+            "phases": self.phases(),
             "verdicts": [v.as_dict() for v in self.verdicts],
         }
 

@@ -97,3 +97,19 @@ def evaluate(
     else:
         status = "pass" if observed < objective.threshold else "fail"
     return Verdict(objective, window, observed, stats.count, status)
+
+
+def recovery_time(
+    recorder: Recorder, journey: str, fault_start: float, max_error_rate: float, sustain_s: int = 3
+) -> float | None:
+    """Seconds from ``fault_start`` until the journey's error rate stayed at or below
+    ``max_error_rate`` for ``sustain_s`` whole seconds in a row; None if it never did."""
+    series = [row for row in recorder.series(journey) if row["t"] >= int(fault_start)]
+    good = 0
+    for i, row in enumerate(series):
+        requests = int(row["requests"])
+        ok = requests > 0 and int(row["errors"]) / requests <= max_error_rate
+        good = good + 1 if ok else 0
+        if good >= sustain_s:
+            return max(0.0, float(series[i - sustain_s + 1]["t"]) - fault_start)
+    return None
