@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from typing import Any
+
 from pytest_bdd import given, parsers, then, when
 
 from shakeout.drill import Drill
 from shakeout.errors import SLOBreach
+from shakeout.faults import PHRASES
 from shakeout.slo import Objective, Verdict
 
 
@@ -44,85 +49,30 @@ def hold(drill: Drill, seconds: int) -> None:
     drill.hold(float(seconds))
 
 
-@when(parsers.parse('a release of "{service}" that crashes on start takes {weight:d}% of traffic'))
-def crash_loop_release(drill: Drill, service: str, weight: int) -> None:
-    """Roll out a crash-looping version of a service (rollbacks always played)."""
-    drill.inject("crash-loop", service=service, weight=weight / 100.0)
+def _fault_step(word: str) -> None:
+    """Register the ``When`` step of a fault phrase from ``shakeout.faults.PHRASES``.
+
+    The phrases live in the engine so that ``shakeout plan`` reads exactly the words the
+    steps accept. pytest-bdd passes parsed arguments by parameter name, so the step gets a
+    signature naming them.
+    """
+    phrase = PHRASES[word]
+    names = [n.split(":")[0] for n in re.findall(r"{([^}]+)}", phrase.text)]
+
+    def step(drill: Drill, **args: Any) -> None:
+        drill.inject(word, **phrase.variables(args))
+
+    params = [inspect.Parameter("drill", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
+    step.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    step.__doc__ = f"Fault {word!r} (see the target file's faults)."
+    step.__name__ = f"fault_{word.replace('-', '_')}"
+    # stacklevel=2: register the step in this module, not in this helper's frame.
+    when(parsers.parse(phrase.text), stacklevel=2)(step)
 
 
-@when(
-    parsers.re(r'(?P<count>\d+) replicas? of "(?P<service>[\w-]+)" (?:is|are) killed'),
-    converters={"count": int},
-)
-def replicas_killed(drill: Drill, count: int, service: str) -> None:
-    """SIGKILL replicas; the platform must replace them."""
-    drill.inject("replica-kill", service=service, count=count)
-
-
-@when(parsers.parse('zone "{zone}" goes down for {seconds:d} seconds'))
-def zone_down(drill: Drill, zone: str, seconds: int) -> None:
-    """A whole zone stops."""
-    drill.inject("zone-outage", zone=zone, duration_s=float(seconds))
-
-
-@when(parsers.parse('zone "{zone}" freezes for {seconds:d} seconds'))
-def zone_freezes(drill: Drill, zone: str, seconds: int) -> None:
-    """A whole zone stops answering (SIGSTOP)."""
-    drill.inject("zone-freeze", zone=zone, duration_s=float(seconds))
-
-
-@when(parsers.parse('"{service}" answers {percent:d}% errors for {seconds:d} seconds'))
-def dependency_errors(drill: Drill, service: str, percent: int, seconds: int) -> None:
-    """A dependency browns out."""
-    drill.inject(
-        "dependency-errors",
-        service=service,
-        error_rate=str(percent / 100.0),
-        duration_s=float(seconds),
-    )
-
-
-@when(parsers.parse('"{service}" answers {ms:d} ms slower for {seconds:d} seconds'))
-def dependency_latency(drill: Drill, service: str, ms: int, seconds: int) -> None:
-    """A dependency becomes slow."""
-    drill.inject(
-        "dependency-latency", service=service, latency_ms=str(ms), duration_s=float(seconds)
-    )
-
-
-@when(
-    parsers.parse(
-        'a canary of "{service}" failing {percent:d}% of requests takes {weight:d}% of traffic '
-        "for {seconds:d} seconds"
-    )
-)
-def bad_canary(drill: Drill, service: str, percent: int, weight: int, seconds: int) -> None:
-    """A canary that answers errors."""
-    drill.inject(
-        "bad-canary",
-        service=service,
-        error_rate=str(percent / 100.0),
-        weight=weight / 100.0,
-        duration_s=float(seconds),
-    )
-
-
-@when("the shared key is rotated")
-def key_rotated(drill: Drill) -> None:
-    """Rotate the internal shared key."""
-    drill.inject("key-rotation")
-
-
-@when(parsers.parse("the secret store is unreachable for {seconds:d} seconds"))
-def secret_store_outage(drill: Drill, seconds: int) -> None:
-    """The secret store goes away for a while."""
-    drill.inject("secret-store-outage", duration_s=float(seconds))
-
-
-@when(parsers.parse('"{service}" is scaled to {replicas:d} replicas for {seconds:d} seconds'))
-def scaled(drill: Drill, service: str, replicas: int, seconds: int) -> None:
-    """Capacity removed (or added) for a while."""
-    drill.inject("scale", service=service, replicas=replicas, duration_s=float(seconds))
+for _word in PHRASES:
+    _fault_step(_word)
 
 
 @then(

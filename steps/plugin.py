@@ -17,6 +17,7 @@ from pytest_bdd.scenario import get_step_function
 
 from shakeout.chaos import undo
 from shakeout.drill import Drill
+from shakeout.plan import plan_scenario
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
 from shakeout.topology import load_target
@@ -28,6 +29,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--target",
         default=os.environ.get("SHAKEOUT_TARGET_FILE", "targets/local.yaml"),
         help="target file the drills run against (default: targets/local.yaml)",
+    )
+    group.addoption(
+        "--dry-run",
+        action="store_true",
+        help="print what each scenario would do (faults, experiments, blast radius), run none",
+    )
+    group.addoption(
+        "--max-replicas",
+        type=int,
+        default=None,
+        help="refuse a fault whose blast radius exceeds this many replicas",
     )
 
 
@@ -42,6 +54,22 @@ def pytest_bdd_before_scenario(
                 f"{feature.rel_filename}:{step.line_number}: no step definition matches "
                 f"{step.keyword.strip()} {step.name!r} (see docs for the step vocabulary)"
             )
+    # Resolve every fault (and its blast radius) before the first step runs.
+    config = request.config
+    target_path = str(config.getoption("--target"))
+    planned = plan_scenario(
+        scenario,
+        feature.rel_filename,
+        load_target(target_path),
+        target_path,
+        config.getoption("--max-replicas"),
+    )
+    if config.getoption("--dry-run"):
+        lines = [f"dry run of {scenario.name!r}:"]
+        lines += [
+            f"  {f.word} -> {f.experiment} {f.variables}; reaches {f.reach}" for f in planned.faults
+        ]
+        pytest.skip("\n".join(lines))
 
 
 @pytest.fixture(scope="session")

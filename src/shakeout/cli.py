@@ -19,6 +19,7 @@ from rich.table import Table
 
 from shakeout.chaos import undo
 from shakeout.errors import ShakeoutError
+from shakeout.plan import plan_feature
 from shakeout.platform import lifecycle
 from shakeout.topology import load_target
 
@@ -86,6 +87,26 @@ def _platform_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    for feature in args.features:
+        for scenario in plan_feature(feature, target, str(args.target), args.max_replicas):
+            tags = " ".join(f"@{t}" for t in scenario.tags)
+            _console.print(
+                f"[bold]{escape(scenario.name)}[/]  {scenario.feature}:{scenario.line}  {tags}"
+            )
+            if not scenario.faults:
+                _console.print("  no fault: load and expectations only")
+            for fault in scenario.faults:
+                _console.print(f"  line {fault.line}: {escape(fault.step)}")
+                _console.print(
+                    f"    fault {fault.word} → {fault.experiment} {escape(str(fault.variables))}"
+                )
+                _console.print(f"    reaches {escape(fault.reach)}: {', '.join(fault.replicas)}")
+    _console.print(f"target {target.name!r} ({args.target}); nothing was touched")
+    return 0
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     state = lifecycle.running(target.name)
@@ -132,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--target", type=Path, default=DEFAULT_TARGET, help="target file (default: %(default)s)"
         )
         sub.set_defaults(handler=handler)
+    plan = commands.add_parser("plan", help="what each scenario will do, before anything runs")
+    plan.add_argument("features", nargs="+", type=Path)
+    plan.add_argument("--target", type=Path, default=DEFAULT_TARGET)
+    plan.add_argument(
+        "--max-replicas", type=int, default=None, help="refuse a fault reaching more replicas"
+    )
+    plan.set_defaults(handler=_plan)
     cleanup = commands.add_parser(
         "cleanup", help="play the rollbacks of faults a killed run left behind"
     )
