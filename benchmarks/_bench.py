@@ -90,7 +90,10 @@ def server(
         "--workers",
         str(workers),
     ]
-    with started(command, log, dict(os.environ)) as process:
+    # One process: SIGKILL when we die, which also ends it while it is frozen (SIGSTOP).
+    # Several: SIGTERM, so that uvicorn's supervisor stops its workers.
+    death = signal.SIGKILL if workers == 1 else signal.SIGTERM
+    with started(command, log, dict(os.environ), death) as process:
         if not wait_until(lambda: process.poll() is not None or _answers(port), 20.0):
             raise BenchError("the benchmark server did not answer within 20 s")
         if process.poll() is not None:
@@ -100,9 +103,13 @@ def server(
 
 @contextlib.contextmanager
 def started(
-    command: Sequence[str], log: Path, env: dict[str, str]
+    command: Sequence[str],
+    log: Path,
+    env: dict[str, str],
+    death_signal: int = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process with its output in ``log``, always stopped on the way out."""
+    """A child process with its output in ``log``, always stopped on the way out (and sent
+    ``death_signal`` by the kernel if this process dies first)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             list(command),
@@ -110,7 +117,7 @@ def started(
             stdout=out,
             stderr=out,
             env=env,
-            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (prctl only)
+            preexec_fn=die_with_parent(death_signal),  # noqa: PLW1509 (prctl only)
         )
         try:
             yield process

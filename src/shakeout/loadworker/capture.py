@@ -55,6 +55,26 @@ def _clean(value: object) -> str:
     return "" if value is None else str(value).replace("\t", " ").replace("\n", " ")
 
 
+_WANTED = frozenset(_HEADERS)
+_names: dict[str, str] = {}  # request names, cleaned once
+_NO_EXTRA = "\t" * (len(_HEADERS) - 1)
+
+
+def _extra(headers: Any) -> str:
+    """The identity and order headers in one pass (a ``get`` per missing header costs an
+    exception inside geventhttpclient's header class)."""
+    if not headers:
+        return _NO_EXTRA
+    found = {}
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower in _WANTED:
+            found[lower] = value
+    if not found:
+        return _NO_EXTRA
+    return "\t".join(_clean(found.get(h)) for h in _HEADERS)
+
+
 def _record(
     request_type: str,
     name: str,
@@ -78,10 +98,12 @@ def _record(
         error = f"HTTP {status}"
     else:
         error = type(exception).__name__
-    headers = getattr(response, "headers", None) or {}
-    extra = "\t".join(_clean(headers.get(h)) for h in _HEADERS)
+    extra = _extra(getattr(response, "headers", None))
+    clean = _names.get(name)
+    if clean is None:
+        clean = _names[name] = _clean(name)
     _state.batch.append(
-        f"{due:.6f}\t{started:.6f}\t{started + response_time / 1000.0:.6f}\t{_clean(name)}\t"
+        f"{due:.6f}\t{started:.6f}\t{started + response_time / 1000.0:.6f}\t{clean}\t"
         f"{request_type}\t{status}\t{error}\t{extra}\n"
     )
 

@@ -125,25 +125,48 @@ class ShakeoutUser(FastHttpUser):
     network_timeout = 30.0
     connection_timeout = 5.0
 
+    # Per-request costs matter here (the driver must stay within 10% of plain Locust): the
+    # shape, the random generator and the weighted pick are built once per user, and the
+    # closed model's pacing is recomputed at most every 0.5 s.
+    _cached_shape: Shape | None = None
+    _rng: random.Random | None = None
+    _choices: tuple[list[Journey], list[int]] | None = None
+    _pace = 1.0
+    _pace_until = 0.0
+    _last_start: float | None = None
+    _cap_n: int | None = None
+
     def _shape(self) -> Shape:
-        shape_class = self.environment.shape_class
-        if not isinstance(shape_class, ShakeoutShape):
-            raise RuntimeError("a ShakeOut profile needs a ShakeoutShape subclass")
-        return shape_class.build(self.environment.parsed_options)
+        if self._cached_shape is None:
+            shape_class = self.environment.shape_class
+            if not isinstance(shape_class, ShakeoutShape):
+                raise RuntimeError("a ShakeOut profile needs a ShakeoutShape subclass")
+            self._cached_shape = shape_class.build(self.environment.parsed_options)
+        return self._cached_shape
+
+    def _random(self) -> random.Random:
+        if self._rng is None:
+            self._rng = random.Random()
+        return self._rng
 
     def _pick(self, rng: random.Random) -> Journey:
-        weights = [w for w, _ in self.journeys]
-        return rng.choices([j for _, j in self.journeys], weights)[0]
+        if len(self.journeys) == 1:
+            return self.journeys[0][1]
+        if self._choices is None:
+            self._choices = ([j for _, j in self.journeys], [w for w, _ in self.journeys])
+        journeys, weights = self._choices
+        return rng.choices(journeys, weights)[0]
 
     def wait_time(self) -> float:
         """Closed model pacing: each user keeps its share of the shape's current rate."""
-        options = self.environment.parsed_options
-        rate = self._shape().rate_rps(elapsed_s())
-        users = closed_users(rate, options)
-        pace = users / rate if rate > 0 else 1.0
-        last = getattr(self, "_last_start", None)
         now = time.monotonic()
-        return pace if last is None else max(0.0, pace - (now - last))
+        if now >= self._pace_until:
+            rate = self._shape().rate_rps(elapsed_s())
+            users = closed_users(rate, self.environment.parsed_options)
+            self._pace = users / rate if rate > 0 else 1.0
+            self._pace_until = now + 0.5
+        last = self._last_start
+        return self._pace if last is None else max(0.0, self._pace - (now - last))
 
     @task
     def journey(self) -> None:
@@ -152,13 +175,14 @@ class ShakeoutUser(FastHttpUser):
         if options.shakeout_model == "open":
             self._open_loop(options)
             raise StopUser
-        shape = self._shape()
-        if elapsed_s() >= shape.duration_s or _run.launched >= self._cap(options):
+        if self._cap_n is None:
+            self._cap_n = self._cap(options)
+        if _run.launched >= self._cap_n or elapsed_s() >= self._shape().duration_s:
             gevent.sleep(0.5)
             return
         self._last_start = time.monotonic()
         _run.launched += 1
-        self._pick(random.Random())(self, {"due": time.time()})
+        self._pick(self._random())(self, {"due": time.time()})
 
     @staticmethod
     def _cap(options: Any) -> int:
@@ -172,7 +196,7 @@ class ShakeoutUser(FastHttpUser):
         share = 1.0 / max(1, options.shakeout_workers)
         poisson = options.shakeout_arrivals == "poisson"
         pool = gevent.pool.Pool(options.shakeout_max_in_flight)
-        rng = random.Random()
+        rng = self._random()
         cap = self._cap(options)
         start = time.time() - elapsed_s()
         due = time.time()
