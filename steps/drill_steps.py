@@ -42,6 +42,16 @@ def load(drill: Drill, model: str, rate: int, poisson: str, profile: str) -> Non
     )
 
 
+@given(
+    parsers.parse(
+        "any fault is aborted if the error rate exceeds {percent:g}% over {seconds:d} seconds"
+    )
+)
+def stop_condition(drill: Drill, percent: float, seconds: int) -> None:
+    """A stop condition: the fault is aborted (and rolled back) as soon as it is crossed."""
+    drill.stop_when(percent / 100.0, seconds)
+
+
 @given(parsers.parse("a baseline of {seconds:d} seconds"))
 @when(parsers.parse("the target has {seconds:d} seconds to recover"))
 def hold(drill: Drill, seconds: int) -> None:

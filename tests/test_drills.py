@@ -7,6 +7,7 @@ fault still plays the fault's rollback and leaves no process behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -261,3 +262,58 @@ def shakeout_chaos_running() -> bool:
     """True while a `chaos run` process exists."""
     out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True)
     return any("chaos --no-version-check" in line for line in out.stdout.splitlines())
+
+
+def test_stop_condition_aborts_the_fault_and_rolls_it_back(
+    tmp_path: Path, no_leftovers: None, fragile_platform: PlatformState
+) -> None:
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "stop.feature").write_text(
+        "Feature: stop condition\n"
+        "  Scenario: a bad release under a stop condition\n"
+        "    Given the target is up and every replica is ready\n"
+        '    And load of 40 requests per second from the "steady" profile\n'
+        "    And any fault is aborted if the error rate exceeds 10% over 2 seconds\n"
+        "    And a baseline of 2 seconds\n"
+        '    When a release of "orders" that crashes on start takes 50% of traffic\n'
+        '    Then the "checkout" journey\'s error rate stays below 1%\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "conftest.py").write_text(
+        'pytest_plugins = ["steps.plugin", "steps.drill_steps"]\n', encoding="utf-8"
+    )
+    (tmp_path / "test_stop.py").write_text(
+        "from pytest_bdd import scenarios\n\nscenarios('features')\n", encoding="utf-8"
+    )
+    env = {**_env(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(tmp_path),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+            "--target",
+            str(TARGETS / "local-fragile.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "aborted by stop condition: error rate" in result.stdout, result.stdout[-3000:]
+    with lifecycle.PlatformClient(fragile_platform) as client:
+        assert not any(r["version"] == "v2-crashloop" for r in client.replicas())
+        assert client.status()["services"]["orders"]["rollout"]["status"] == "rolled_back"
+    (summary,) = (tmp_path / "reports" / "runs").glob("*/summary.json")
+    fault = json.loads(summary.read_text(encoding="utf-8"))["faults"][0]
+    assert fault["abort_reason"].startswith("error rate")
+    assert fault["rolled_back_at"] - fault["aborted_at"] < 2.0

@@ -20,12 +20,26 @@ import httpx
 from shakeout._process import wait_for
 from shakeout.chaos import undo
 from shakeout.chaos.runner import FaultRun, run_experiment, validate
-from shakeout.errors import ConfigError, FaultError, LoadError, PlatformError
+from shakeout.errors import (
+    ConfigError,
+    FaultError,
+    LoadError,
+    PlatformError,
+    StopConditionAbort,
+)
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
 from shakeout.slo import Objective, Verdict, evaluate, recovery_time
 from shakeout.topology import load_target
+
+
+@dataclass(frozen=True)
+class StopCondition:
+    """Abort the fault when the error rate over the last ``window_s`` seconds exceeds this."""
+
+    max_error_rate: float
+    window_s: int
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class Drill:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.load: LoadRun | None = None
+        self.stop_condition: StopCondition | None = None
         self.faults: list[FaultRun] = []
         self.verdicts: list[Verdict] = []
         self.started_at = time.time()
@@ -157,15 +172,44 @@ class Drill:
             self.run_dir,
             config,
             on_tick=self.load.report if self.load else None,
+            should_abort=self._stop_condition_breached,
         )
         if result.rollbacks_ok:
             record.remove()
         if self.progress:
             self.progress(f"fault {fault!r} ended: {result.summary()}")
         self.faults.append(result)
+        if result.abort_reason:
+            raise StopConditionAbort(
+                f"aborted by stop condition: {result.abort_reason}; the fault was rolled back "
+                f"({'ok' if result.rollbacks_ok else 'ROLLBACK FAILED'}); "
+                f"journal {result.journal_path}"
+            )
         if result.status == "aborted" or not result.rollbacks_ok:
             raise FaultError(f"{result.summary()}; journal {result.journal_path}")
         return result
+
+    def stop_when(self, max_error_rate: float, window_s: int) -> StopCondition:
+        """Abort any fault (rollbacks played) once errors exceed a rate over a window."""
+        if window_s < 1:
+            raise ConfigError(f"a stop condition's window must be at least 1 s, got {window_s}")
+        self.stop_condition = StopCondition(max_error_rate, window_s)
+        return self.stop_condition
+
+    def _stop_condition_breached(self) -> str | None:
+        condition, load = self.stop_condition, self.load
+        if condition is None or load is None:
+            return None
+        load.read()
+        now = time.time()
+        # The current second counts too: a breach must not wait for the second to complete.
+        stats = load.recorder.stats(None, now - condition.window_s, now + 1)
+        if stats.count >= 10 and stats.error_rate > condition.max_error_rate:
+            return (
+                f"error rate {stats.error_rate:.1%} over the last {condition.window_s} s "
+                f"({stats.count} requests) above {condition.max_error_rate:.1%}"
+            )
+        return None
 
     # -- verdicts ----------------------------------------------------------------------------
 
@@ -289,6 +333,9 @@ class Drill:
                     "fault_start": f.fault_start,
                     "fault_end": f.fault_end,
                     "rollbacks_ok": f.rollbacks_ok,
+                    "abort_reason": f.abort_reason,
+                    "aborted_at": f.aborted_at,
+                    "rolled_back_at": max((a.end or 0.0 for a in f.rollbacks), default=None),
                     "journal": str(f.journal_path),
                 }
                 for f in self.faults

@@ -9,6 +9,7 @@ that names the file, field or value at fault::
     │   └── PlatformUnreachable  the control API does not answer
     ├── LoadError              the load generator failed to start or crashed
     ├── FaultError             a Chaos Toolkit experiment failed or could not run
+    │   └── StopConditionAbort   a stop condition aborted the fault (rollbacks played)
     └── SLOBreach              an objective was not met (raised as an assertion by steps)
 """
 
@@ -37,6 +38,10 @@ class LoadError(ShakeoutError):
 
 class FaultError(ShakeoutError):
     """A fault (Chaos Toolkit experiment) could not run or its rollback failed."""
+
+
+class StopConditionAbort(FaultError, AssertionError):
+    """A stop condition fired during a fault: it was aborted and rolled back."""
 
 
 class SLOBreach(ShakeoutError, AssertionError):

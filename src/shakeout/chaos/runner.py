@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +73,8 @@ class FaultRun:
     method: list[ActivityRun] = field(default_factory=list)
     rollbacks: list[ActivityRun] = field(default_factory=list)
     interrupted: bool = False
+    abort_reason: str | None = None
+    aborted_at: float | None = None
 
     @property
     def fault_start(self) -> float | None:
@@ -175,11 +178,14 @@ def run_experiment(
     variables: dict[str, str | float | int] | None = None,
     timeout_s: float = 600.0,
     on_tick: Callable[[], None] | None = None,
+    should_abort: Callable[[], str | None] | None = None,
 ) -> FaultRun:
     """Run an experiment to its end with rollbacks always played; abort cleanly if interrupted.
 
     An exception in the caller while this waits (KeyboardInterrupt included) aborts the run
-    with SIGUSR1, waits for its rollbacks, then propagates.
+    with SIGUSR1, waits for its rollbacks, then propagates. ``should_abort`` is polled every
+    0.1 s; when it returns a reason (a stop condition), the run is aborted the same way and the
+    reason is kept in the result.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = run_dir / f"journal-{experiment.stem}.json"
@@ -212,8 +218,22 @@ def run_experiment(
             ),
         )
     interrupted = False
+    abort_reason: str | None = None
+    aborted_at: float | None = None
+
+    def done() -> bool:
+        nonlocal abort_reason, aborted_at
+        if process.poll() is not None:
+            return True
+        if should_abort is not None and abort_reason is None:
+            abort_reason = should_abort()
+            if abort_reason is not None:
+                aborted_at = time.time()
+                process.send_signal(ABORT_SIGNAL)
+        return False
+
     try:
-        if not wait_for(lambda: process.poll() is not None, timeout_s, 0.1, on_tick):
+        if not wait_for(done, timeout_s, 0.05, on_tick):
             interrupted = True
             stop_process(process, ABORT_SIGNAL, grace_s=60.0)
         code = process.wait()
@@ -226,6 +246,7 @@ def run_experiment(
             + tail(log)
         )
     result = read_journal(experiment, journal, code)
-    if interrupted:
-        result = FaultRun(**{**result.__dict__, "interrupted": True})
+    if interrupted or abort_reason:
+        changes = {"interrupted": True, "abort_reason": abort_reason, "aborted_at": aborted_at}
+        result = FaultRun(**{**result.__dict__, **changes})
     return result
