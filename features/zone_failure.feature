@@ -14,6 +14,7 @@ Feature: Availability-zone failure
     And the "checkout" journey recovers within 5 seconds of the fault's start
     And the "checkout" journey's p95 latency stays below 300 ms
     And no acknowledged order is lost
+    And every objective of the SLO file holds
 
     Examples:
       | failure    |

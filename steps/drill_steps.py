@@ -52,6 +52,12 @@ def stop_condition(drill: Drill, percent: float, seconds: int) -> None:
     drill.stop_when(percent / 100.0, seconds)
 
 
+@given("the SLO file's stop condition is armed")
+def slo_stop_condition(drill: Drill) -> None:
+    """Arm the stop condition the target's SLO file declares."""
+    drill.arm_stop_condition()
+
+
 @given(parsers.parse("a baseline of {seconds:d} seconds"))
 @when(parsers.parse("the target has {seconds:d} seconds to recover"))
 def hold(drill: Drill, seconds: int) -> None:
@@ -125,6 +131,14 @@ def recovers_within(drill: Drill, journey: str, seconds: int) -> None:
             f"recovery objective breached: {journey} {observed} "
             f"(objective: error rate under 1% for 3 s within {seconds} s of the fault's start)"
         )
+
+
+@then("every objective of the SLO file holds")
+def slo_file_holds(drill: Drill) -> None:
+    """Every objective, burn-rate window, recovery and data objective of the target's SLO file."""
+    breaches = drill.check_slo_file()
+    if breaches:
+        raise SLOBreach(f"{len(breaches)} objective(s) breached:\n  " + "\n  ".join(breaches))
 
 
 @then("no acknowledged order is lost")

@@ -30,7 +30,8 @@ from shakeout.errors import (
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
-from shakeout.slo import Objective, Verdict, evaluate, recovery_time
+from shakeout.slo import Objective, Verdict, burn_alert, evaluate, recovery_time
+from shakeout.slofile import SLOFile, load_slo
 from shakeout.topology import load_target
 
 
@@ -88,6 +89,10 @@ class Drill:
     ):
         self.platform = platform
         self.target = load_target(platform.target_file)
+        self.slo: SLOFile | None = None
+        if self.target.slo:
+            self.slo = load_slo(Path(platform.target_file).parent / self.target.slo)
+        self.findings: list[str] = []
         self.progress = progress
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = reports_dir / "runs" / f"{stamp}-{_slug(name)}"
@@ -254,6 +259,72 @@ class Drill:
             raise ConfigError("recovery time needs a fault step before this check")
         return recovery_time(load.recorder, journey, start, max_error_rate, sustain_s)
 
+    def check_slo_file(self) -> list[str]:
+        """Judge every objective of the target's SLO file; return the breaches (empty: all met).
+
+        Each latency and error-rate objective in each phase the file lists; every burn-rate
+        window over the drill; the recovery objective when a fault ran; lost orders.
+        """
+        slo = self._require_slo()
+        breaches: list[str] = []
+        phases = [p for p in slo.phases if p == "drill" or self.faults]
+        for phase in phases:
+            for lat in slo.latency:
+                objective = Objective(lat.journey, "latency", lat.below_ms, float(lat.percentile))
+                verdict = self.check(objective, phase)
+                if not verdict.passed:
+                    breaches.append(verdict.message)
+            for err in slo.error_rate:
+                verdict = self.check(
+                    Objective(err.journey, "error_rate", err.below_pct / 100), phase
+                )
+                if not verdict.passed:
+                    breaches.append(verdict.message)
+        load = self.stop_load()
+        budget = 1.0 - slo.error_budget.availability_pct / 100.0
+        for window in slo.error_budget.windows:
+            fired = burn_alert(load.recorder, budget, window.long_s, window.short_s, window.factor)
+            text = f"burn-rate alert {window.long_s} s/{window.short_s} s at {window.factor:g}x"
+            if fired is None:
+                self.findings.append(f"{text}: did not fire")
+            else:
+                t, long_burn, short_burn = fired
+                start = load.recorder.first_due or t
+                breaches.append(
+                    f"error budget breached: {text} fired {t - start:.0f} s into the drill "
+                    f"(burn {long_burn:.1f}x over {window.long_s} s, {short_burn:.1f}x over "
+                    f"{window.short_s} s; budget {budget:.2%} of requests)"
+                )
+        if slo.recovery_s is not None and self.faults:
+            for journey in sorted({o.journey for o in slo.error_rate}):
+                took = self.recovery_time(journey, 0.01)
+                if took is None or took > slo.recovery_s:
+                    seen = "never recovered" if took is None else f"recovered after {took:.0f} s"
+                    breaches.append(
+                        f"recovery objective breached: {journey} {seen} (objective: error rate "
+                        f"under 1% for 3 s within {slo.recovery_s:g} s of the fault's start)"
+                    )
+        data = self.check_orders()
+        if len(data.missing) > slo.lost_orders:
+            breaches.append(data.message)
+        self.findings.extend(breaches)
+        return breaches
+
+    def arm_stop_condition(self) -> StopCondition:
+        """Arm the SLO file's stop condition for the faults that follow."""
+        slo = self._require_slo()
+        if slo.stop_condition is None:
+            raise ConfigError(f"the SLO file of {self.platform.target_file} has no stop_condition")
+        spec = slo.stop_condition
+        return self.stop_when(spec.error_rate_pct / 100.0, spec.window_s)
+
+    def _require_slo(self) -> SLOFile:
+        if self.slo is None:
+            raise ConfigError(
+                f"{self.platform.target_file}: field slo: the target names no SLO file"
+            )
+        return self.slo
+
     def check_orders(self) -> DataCheck:
         """Reconcile every acknowledged order with the store, through the gateway."""
         acknowledged = sorted(self.stop_load().recorder.acknowledged_orders)
@@ -341,6 +412,7 @@ class Drill:
                 for f in self.faults
             ],
             "phases": self.phases(),
+            "findings": self.findings,
             "verdicts": [v.as_dict() for v in self.verdicts],
         }
 

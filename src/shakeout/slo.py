@@ -113,3 +113,33 @@ def recovery_time(
         if good >= sustain_s:
             return max(0.0, float(series[i - sustain_s + 1]["t"]) - fault_start)
     return None
+
+
+def burn_alert(
+    recorder: Recorder,
+    budget: float,
+    long_s: int,
+    short_s: int,
+    factor: float,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[float, float, float] | None:
+    """First second at which both windows burned the error budget faster than ``factor``.
+
+    Returns ``(t, long_burn, short_burn)``, or None when the alert never fired. Burn rate is
+    the error rate over a window divided by the budget (1 - availability).
+    """
+    rows = [r for r in recorder.series(None) if (start is None or r["t"] >= int(start))]
+    rows = [r for r in rows if end is None or r["t"] < end]
+
+    def burn(upto: int, window: int) -> float:
+        chosen = rows[max(0, upto - window + 1) : upto + 1]
+        requests = sum(int(r["requests"]) for r in chosen)
+        errors = sum(int(r["errors"]) for r in chosen)
+        return (errors / requests) / budget if requests else 0.0
+
+    for i, row in enumerate(rows):
+        long_burn, short_burn = burn(i, long_s), burn(i, short_s)
+        if long_burn > factor and short_burn > factor:
+            return float(row["t"]), long_burn, short_burn
+    return None

@@ -113,6 +113,7 @@ class LocalTarget(_Model):
     platform: PlatformSpec = PlatformSpec()
     services: dict[Annotated[str, Field(pattern=_NAME)], ServiceSpec]
     faults: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
+    slo: str | None = None
 
     @model_validator(mode="after")
     def _gateway_exists(self) -> LocalTarget:

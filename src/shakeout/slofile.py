@@ -1,0 +1,95 @@
+"""SLO files: the objectives, error budget and recovery objective that apply to a target.
+
+A target file names its SLO file (``slo: local.slo.yaml``, relative to the target file). The
+file is validated; errors name the file, line and field. Windows are compressed for drills
+(seconds, not hours), as the brief says a drill against the embedded platform must be.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shakeout.errors import ConfigError
+from shakeout.topology import _field_path, _line_of
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LatencyObjective(_Model):
+    """A percentile of a journey's latency kept below a bound."""
+
+    journey: str
+    percentile: Literal[50, 95, 99] = 95
+    below_ms: Annotated[float, Field(gt=0)]
+
+
+class ErrorRateObjective(_Model):
+    """A journey's error rate kept below a bound (percent)."""
+
+    journey: str
+    below_pct: Annotated[float, Field(gt=0, le=100)]
+
+
+class BurnWindow(_Model):
+    """A multi-window burn-rate alert: both windows burning faster than ``factor``."""
+
+    long_s: Annotated[int, Field(ge=1, le=3600)]
+    short_s: Annotated[int, Field(ge=1, le=3600)]
+    factor: Annotated[float, Field(gt=0)]
+
+
+class ErrorBudget(_Model):
+    """Availability target and the burn-rate windows that page (compressed for drills)."""
+
+    availability_pct: Annotated[float, Field(gt=0, lt=100)] = 99.0
+    windows: list[BurnWindow] = []
+
+
+class StopConditionSpec(_Model):
+    """Abort a fault when the error rate exceeds this over a window."""
+
+    error_rate_pct: Annotated[float, Field(gt=0, le=100)]
+    window_s: Annotated[int, Field(ge=1, le=600)]
+
+
+class SLOFile(_Model):
+    """The whole SLO file."""
+
+    latency: list[LatencyObjective] = []
+    error_rate: list[ErrorRateObjective] = []
+    phases: list[Literal["drill", "baseline", "fault", "recovery"]] = ["drill"]
+    error_budget: ErrorBudget = ErrorBudget()
+    recovery_s: Annotated[float, Field(gt=0)] | None = None
+    lost_orders: Annotated[int, Field(ge=0)] = 0
+    stop_condition: StopConditionSpec | None = None
+
+
+def load_slo(path: Path | str) -> SLOFile:
+    """Read and validate an SLO file; errors name the file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read SLO file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
+    try:
+        return SLOFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(text, loc)
+            where = f"{path}:{line}" if line else str(path)
+            problems.append(f"{where}: field {_field_path(loc)}: {err['msg']}")
+        raise ConfigError("invalid SLO file\n  " + "\n  ".join(problems)) from None
