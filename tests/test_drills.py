@@ -63,6 +63,32 @@ def _run_drill(tmp_path: Path, target: Path, *extra: str) -> subprocess.Complete
     )
 
 
+def _run_tmp_feature(
+    tmp_path: Path, feature: str, target: Path, timeout_s: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run one feature written to a temporary folder with the step library, as a user would."""
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "tmp.feature").write_text(feature, encoding="utf-8")
+    (tmp_path / "conftest.py").write_text(
+        'pytest_plugins = ["steps.plugin", "steps.drill_steps"]\n', encoding="utf-8"
+    )
+    (tmp_path / "test_tmp.py").write_text(
+        "from pytest_bdd import scenarios\n\nscenarios('features')\n", encoding="utf-8"
+    )
+    command = [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-q"]
+    command += ["--rootdir", str(tmp_path), "--target", str(target)]
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**_env(tmp_path), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 DRILLS = [("crash", 1), ("zone", 2)]
 
 
@@ -164,45 +190,16 @@ def test_killed_harness_mid_fault_still_plays_the_rollback(
 
 
 def test_unknown_step_fails_before_anything_starts(tmp_path: Path, no_leftovers: None) -> None:
-    features = tmp_path / "features"
-    features.mkdir()
-    (features / "typo.feature").write_text(
+    result = _run_tmp_feature(
+        tmp_path,
         "Feature: typo\n"
         "  Scenario: a step nobody defined\n"
         "    Given the target is up and every replica is ready\n"
         "    When zone q is struck by lightning\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "conftest.py").write_text(
-        'pytest_plugins = ["steps.plugin", "steps.drill_steps"]\n', encoding="utf-8"
-    )
-    (tmp_path / "test_typo.py").write_text(
-        "from pytest_bdd import scenarios\n\nscenarios('features')\n", encoding="utf-8"
-    )
-    env = {**_env(tmp_path), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(tmp_path),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-            "--target",
-            str(TARGETS / "local.yaml"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        TARGETS / "local.yaml",
     )
     assert result.returncode == 1, result.stdout[-2000:]
-    assert "typo.feature:4: no step definition matches When 'zone q is struck by lightning'" in (
+    assert "tmp.feature:4: no step definition matches When 'zone q is struck by lightning'" in (
         result.stdout
     )
     assert not (tmp_path / "runtime").exists(), "the platform was started for a broken feature"
@@ -267,9 +264,8 @@ def shakeout_chaos_running() -> bool:
 def test_stop_condition_aborts_the_fault_and_rolls_it_back(
     tmp_path: Path, no_leftovers: None, fragile_platform: PlatformState
 ) -> None:
-    features = tmp_path / "features"
-    features.mkdir()
-    (features / "stop.feature").write_text(
+    result = _run_tmp_feature(
+        tmp_path,
         "Feature: stop condition\n"
         "  Scenario: a bad release under a stop condition\n"
         "    Given the target is up and every replica is ready\n"
@@ -278,35 +274,7 @@ def test_stop_condition_aborts_the_fault_and_rolls_it_back(
         "    And a baseline of 2 seconds\n"
         '    When a release of "orders" that crashes on start takes 50% of traffic\n'
         '    Then the "checkout" journey\'s error rate stays below 1%\n',
-        encoding="utf-8",
-    )
-    (tmp_path / "conftest.py").write_text(
-        'pytest_plugins = ["steps.plugin", "steps.drill_steps"]\n', encoding="utf-8"
-    )
-    (tmp_path / "test_stop.py").write_text(
-        "from pytest_bdd import scenarios\n\nscenarios('features')\n", encoding="utf-8"
-    )
-    env = {**_env(tmp_path), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(tmp_path),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-            "--target",
-            str(TARGETS / "local-fragile.yaml"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+        TARGETS / "local-fragile.yaml",
     )
     assert result.returncode == 1, result.stdout[-3000:]
     assert "aborted by stop condition: error rate" in result.stdout, result.stdout[-3000:]

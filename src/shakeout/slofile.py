@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from shakeout.errors import ConfigError
-from shakeout.topology import _field_path, _line_of
+from shakeout.topology import load_yaml_model
 
 
 class _Model(BaseModel):
@@ -72,24 +70,4 @@ class SLOFile(_Model):
 
 def load_slo(path: Path | str) -> SLOFile:
     """Read and validate an SLO file; errors name the file, line and field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read SLO file ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
-    try:
-        return SLOFile.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line = _line_of(text, loc)
-            where = f"{path}:{line}" if line else str(path)
-            problems.append(f"{where}: field {_field_path(loc)}: {err['msg']}")
-        raise ConfigError("invalid SLO file\n  " + "\n  ".join(problems)) from None
+    return load_yaml_model(path, SLOFile, "SLO file")

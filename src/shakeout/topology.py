@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shakeout.errors import ConfigError
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
+M = TypeVar("M", bound=BaseModel)
 PLACEHOLDERS = ("python", "port", "service", "version", "zone", "replica", "data_dir")
 
 
@@ -164,15 +165,15 @@ def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def load_target(path: Path | str) -> LocalTarget:
-    """Read and validate a target file; errors name the file, line and field."""
+def load_yaml_model(path: Path | str, model: type[M], kind: str) -> M:
+    """Read a YAML file into a validated model; errors name the file, line and field."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: target file not found") from None
+        raise ConfigError(f"{path}: {kind} not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read target file: {exc.strerror}") from exc
+        raise ConfigError(f"{path}: cannot read {kind}: {exc.strerror}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -180,9 +181,9 @@ def load_target(path: Path | str) -> LocalTarget:
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a target file must be a YAML mapping")
+        raise ConfigError(f"{path}: a {kind} must be a YAML mapping")
     try:
-        return LocalTarget.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -190,7 +191,12 @@ def load_target(path: Path | str) -> LocalTarget:
             line = _line_of(text, loc)
             where = f"{path}:{line}" if line else str(path)
             problems.append(f"{where}: field {_field_path(loc)}: {err['msg']}")
-        raise ConfigError("invalid target file\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(f"invalid {kind}\n  " + "\n  ".join(problems)) from None
+
+
+def load_target(path: Path | str) -> LocalTarget:
+    """Read and validate a target file; errors name the file, line and field."""
+    return load_yaml_model(path, LocalTarget, "target file")
 
 
 def expand(template: str, values: dict[str, str]) -> str:

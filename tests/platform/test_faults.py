@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,29 +10,10 @@ import pytest
 from shakeout._process import wait_for
 from shakeout.chaos.runner import run_experiment
 from shakeout.platform import lifecycle
-from shakeout.platform.state import PlatformState
 from shakeout.topology import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "targets" / "local.yaml"
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformState]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHAKEOUT_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
-        mp.chdir(ROOT)
-        state, _ = lifecycle.up(LOCAL, owner_pid=os.getpid())
-        try:
-            yield state
-        finally:
-            lifecycle.down(state.target)
-
-
-@pytest.fixture
-def client(platform: PlatformState) -> Iterator[lifecycle.PlatformClient]:
-    with lifecycle.PlatformClient(platform) as c:
-        yield c
 
 
 def _run(

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,24 +20,6 @@ from shakeout.platform.state import PlatformState, pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "targets" / "local.yaml"
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformState]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHAKEOUT_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
-        state, started = lifecycle.up(LOCAL, owner_pid=os.getpid())
-        assert started
-        try:
-            yield state
-        finally:
-            lifecycle.down(state.target)
-
-
-@pytest.fixture
-def client(platform: PlatformState) -> Iterator[lifecycle.PlatformClient]:
-    with lifecycle.PlatformClient(platform) as c:
-        yield c
 
 
 def _gateway(platform: PlatformState) -> httpx.Client:
