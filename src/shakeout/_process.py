@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import subprocess
 import time
@@ -27,11 +28,23 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     signum = int(sig)
+    parent = os.getpid()
 
     def _set() -> None:  # pragma: no cover - runs in the child between fork and exec
         prctl(_PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+            os._exit(1)
 
     return _set
+
+
+def die_with_my_parent(sig: int) -> None:
+    """Ask for ``sig`` when this process's parent dies (exit at once if it already has)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int, grace_s: float) -> int:

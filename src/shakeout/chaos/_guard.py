@@ -21,15 +21,13 @@ import subprocess
 import sys
 from types import FrameType
 
-from shakeout._process import die_with_parent
+from shakeout._process import die_with_my_parent, die_with_parent
 
 
 def main(argv: list[str]) -> int:
     """Start ``argv`` guarded and wait for it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    own = die_with_parent(signal.SIGUSR1)
-    if own is not None:
-        own()
+    die_with_my_parent(signal.SIGUSR1)
     child = subprocess.Popen(
         argv,
         start_new_session=True,
