@@ -84,9 +84,10 @@ def target_file(pytestconfig: pytest.Config) -> Path:
 def platform(target_file: Path) -> Iterator[PlatformState]:
     """The running platform; started (and later stopped) here when it was not running."""
     state, started = lifecycle.up(target_file, owner_pid=os.getpid())
-    for record in undo.pending(state.target):  # a killed earlier run's faults, undone first
-        undo.finish(record, Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports")) / "cleanup")
     try:
+        for record in undo.pending(state.target):  # a killed earlier run's faults, undone first
+            reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
+            undo.finish(record, reports / "cleanup")
         yield state
     finally:
         if started:
