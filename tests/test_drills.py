@@ -224,9 +224,11 @@ def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
 
         try:
             assert wait_for(bad_release_live, 60), "the drill never injected its fault"
+            # `chaos run` lives in its own session and rolls back within ~30 ms of its guard
+            # dying: kill it first, then the harness and its guard.
+            for pid in chaos_pids():
+                os.kill(pid, signal.SIGKILL)
             os.killpg(drill.pid, signal.SIGKILL)
-            # `chaos run` lives in its own session; kill it too, before it can roll back.
-            subprocess.run(["pkill", "-KILL", "-f", "chaos --no-version-check"], check=False)
         finally:
             drill.wait(timeout=30)
         assert wait_for(lambda: not shakeout_chaos_running(), 10)
@@ -255,10 +257,26 @@ def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
         assert undo.pending(fragile_platform.target, include_live=True) == []
 
 
+def chaos_pids() -> list[int]:
+    """Pids of this test session's `chaos run` processes (not their guards)."""
+    marker = f"SHAKEOUT_TEST_SESSION={os.environ['SHAKEOUT_TEST_SESSION']}".encode()
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True)
+    pids = []
+    for line in out.stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if "chaos --no-version-check" in args and "shakeout.chaos._guard" not in args:
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ:  # only this test session's processes
+                pids.append(int(pid))
+    return pids
+
+
 def shakeout_chaos_running() -> bool:
     """True while a `chaos run` process exists."""
-    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True)
-    return any("chaos --no-version-check" in line for line in out.stdout.splitlines())
+    return bool(chaos_pids())
 
 
 def test_stop_condition_aborts_the_fault_and_rolls_it_back(
