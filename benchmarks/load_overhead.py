@@ -11,10 +11,10 @@ of users, one Locust process, no wait time, alternating A/B over several rounds 
   into the harness's Recorder, as in a drill;
 * B, plain Locust: ``python -m locust --headless -u N -r N -t D`` with a plain FastHttpUser
   (``benchmarks/profiles/plain.py``);
-* C and D, only with ``--what-if``: C is A with ``benchmarks/profiles/tuned.py`` (the per-request
-  savings recommended for ``src/shakeout/loadworker`` applied in the profile); D is B plus
-  ShakeOut's per-request capture and nothing else (``benchmarks/profiles/plain_capture.py``
-  with ``--shakeout-records``), the cost of recording every request.
+* D, only with ``--what-if``: B plus ShakeOut's per-request capture and nothing else
+  (``benchmarks/profiles/plain_capture.py`` with ``--shakeout-records``), the cost of recording
+  every request. (An earlier variant C measured per-request savings in a copied profile; they
+  are now in ``src/shakeout/loadworker`` and C was removed.)
 
 Every rate is measured the same way: Locust's own request count, sampled every 0.5 s inside
 each Locust process, over the steady window from ``--warmup`` s after the first request to 1.5 s
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--server-workers", type=int, default=1)
-    parser.add_argument("--what-if", action="store_true", help="also run the tuned profile (C)")
+    parser.add_argument("--what-if", action="store_true", help="also run variant D")
     args = parser.parse_args()
     if args.duration - 1.5 - args.warmup < 3:
         parser.error("--duration must leave a steady window of at least 3 s")
@@ -206,7 +206,6 @@ def main() -> None:
         "B plain": plain,
     }
     if args.what_if:
-        variants["C tuned"] = lambda setup, work: shakeout(setup, work, "tuned.py")
         variants["D plain+rec"] = lambda setup, work: plain(setup, work, capture=True)
     print(f"machine: {machine()}")
     print(
