@@ -12,6 +12,6 @@ Feature: Service crash loop
     And the target has 3 seconds to recover
     Then the "checkout" journey's error rate stays below 1%
     And the "checkout" journey's p95 latency stays below 300 ms
-    And no acknowledged order is lost
+    And no acknowledged order is lost or duplicated
     And every objective of the SLO file holds
     And the release of "orders" was rolled back within 15 seconds

@@ -20,6 +20,7 @@ from shakeout.drill import Drill
 from shakeout.plan import plan_scenario
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
+from shakeout.session import LocalSession
 from shakeout.topology import load_target
 
 
@@ -72,6 +73,17 @@ def pytest_bdd_before_scenario(
         pytest.skip("\n".join(lines))
 
 
+_CALL_ERROR = pytest.StashKey[BaseException]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep the exception a scenario's steps ended on, for the drill's outcome."""
+    if call.when == "call" and call.excinfo is not None:
+        item.stash[_CALL_ERROR] = call.excinfo.value
+    return (yield)
+
+
 @pytest.fixture(scope="session")
 def target_file(pytestconfig: pytest.Config) -> Path:
     """The target file given with ``--target``, validated before anything starts."""
@@ -108,11 +120,11 @@ def drill(platform: PlatformState, request: pytest.FixtureRequest) -> Iterator[D
             reporter.write_line(f"  [shakeout] {line}")
 
     reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
-    run = Drill(platform, request.node.name, reports, progress)
+    run = Drill(LocalSession(platform), request.node.name, reports, progress)
     try:
         yield run
     finally:
-        run_dir = run.close()
+        run_dir = run.close(request.node.stash.get(_CALL_ERROR, None))
         allure.dynamic.parameter("target", platform.target)
         for path in sorted(run_dir.glob("journal-*.json")):
             allure.attach.file(

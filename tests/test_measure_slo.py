@@ -7,7 +7,15 @@ import math
 import pytest
 
 from shakeout.measure import SETTLE_S, Recorder, RequestRecord
-from shakeout.slo import MIN_SAMPLES, Objective, evaluate, recovery_time
+from shakeout.slo import (
+    MIN_SAMPLES,
+    Objective,
+    evaluate,
+    judge_budget,
+    judge_orders,
+    judge_recovery,
+    recovery_time,
+)
 
 T0 = 1_800_000_000.0
 
@@ -109,7 +117,8 @@ def test_error_rate_objective_names_observed_and_objective() -> None:
     )
     verdict = evaluate(Objective("checkout", "error_rate", 0.01), recorder)
     assert verdict.status == "fail"
-    assert verdict.observed == pytest.approx(0.10)
+    assert verdict.observed == pytest.approx(10.0)  # percent, as the verdict's unit says
+    assert verdict.unit == "%"
     assert "checkout error rate < 1%" in verdict.message
     assert "observed 10.00%" in verdict.message
 
@@ -134,3 +143,67 @@ def test_recovery_time_is_read_from_the_request_stream() -> None:
     recorder = _recorder(records)
     assert recovery_time(recorder, "checkout", T0 + 5, 0.01) == pytest.approx(4.0)
     assert recovery_time(recorder, "checkout", T0 + 5, 0.01, sustain_s=30) is None
+
+
+def _failing_between(first: int, last: int, seconds: int = 20) -> Recorder:
+    records = []
+    for second in range(seconds):
+        failing = first <= second < last
+        records += [
+            _record(T0 + second + i / 10, 5.0, error="HTTP 502" if failing else None)
+            for i in range(10)
+        ]
+    return _recorder(records)
+
+
+def test_recovery_verdict_measures_from_the_fault_start_and_end() -> None:
+    recorder = _failing_between(5, 9)
+    verdict, recovery = judge_recovery(recorder, "checkout", T0 + 5, T0 + 7, within_s=5)
+    assert verdict.status == "pass"
+    assert verdict.observed == pytest.approx(4.0)
+    assert recovery.from_fault_end_s == pytest.approx(2.0)
+    late, _ = judge_recovery(recorder, "checkout", T0 + 5, T0 + 7, within_s=3)
+    assert late.status == "fail"
+    assert "within 3 s" in late.message
+    assert "observed 4.0 s" in late.message
+
+
+def test_recovery_that_never_comes_fails_and_too_little_data_is_inconclusive() -> None:
+    never, _ = judge_recovery(_failing_between(5, 20), "checkout", T0 + 5, T0 + 10, within_s=10)
+    assert never.status == "fail"
+    assert never.observed is None
+    assert "never recovered" in never.message
+    short, _ = judge_recovery(_failing_between(0, 0, 6), "checkout", T0 + 5, T0 + 6, within_s=10)
+    assert short.status == "inconclusive"
+
+
+def test_lost_and_duplicated_orders_are_counted_and_no_orders_is_inconclusive() -> None:
+    acked = {f"o-{i}": T0 + i for i in range(10)}
+    ok = judge_orders(acked, [], {}, rpo_s=0)
+    assert [v.status for v in ok] == ["pass", "pass", "pass"]
+    lost, dup, rpo = judge_orders(acked, ["o-2", "o-6"], {"key-1": 3}, rpo_s=2)
+    assert lost.status == "fail"
+    assert lost.observed == 2
+    assert "o-2" in lost.message
+    assert dup.status == "fail"
+    assert dup.observed == 2  # one key with three orders: two too many
+    assert rpo.status == "fail"
+    assert rpo.observed == pytest.approx(4.0)  # acknowledged at +2 s and +6 s
+    assert {v.status for v in judge_orders({}, [], {})} == {"inconclusive"}
+
+
+def test_budget_burned_is_judged_against_the_budget() -> None:
+    recorder = _failing_between(5, 6)  # 10 failed of 200: 5% errors against a 1% budget
+    verdict = judge_budget(recorder, 0.01, max_pct=100)
+    assert verdict.observed == pytest.approx(500.0)
+    assert verdict.status == "fail"
+    assert judge_budget(_failing_between(0, 0), 0.01, max_pct=1).status == "pass"
+
+
+def test_availability_objective_is_the_share_of_successful_requests() -> None:
+    recorder = _failing_between(5, 6)
+    verdict = evaluate(Objective("checkout", "availability", 0.99), recorder)
+    assert verdict.observed == pytest.approx(95.0)
+    assert verdict.status == "fail"
+    assert "checkout availability >= 99%" in verdict.message
+    assert verdict.as_dict()["kind"] == "availability"

@@ -63,3 +63,15 @@ def test_fast_burn_fires_on_half_the_requests_failing() -> None:
 
 def test_no_burn_without_errors() -> None:
     assert burn_alert(_recorder(range(0)), 0.01, long_s=10, short_s=2, factor=1.0) is None
+
+
+def test_stop_condition_needs_a_threshold_and_takes_a_burn_rate(tmp_path: Path) -> None:
+    path = tmp_path / "stop.slo.yaml"
+    path.write_text("stop_condition: {window_s: 3}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"stop\.slo\.yaml:1: field stop_condition.*burn_rate"):
+        load_slo(path)
+    path.write_text("stop_condition: {burn_rate: 14.4, window_s: 3}\n", encoding="utf-8")
+    spec = load_slo(path).stop_condition
+    assert spec is not None
+    assert spec.burn_rate == 14.4
+    assert spec.error_rate_pct is None

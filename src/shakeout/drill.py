@@ -9,11 +9,12 @@ plays their rollbacks on every path (see :mod:`shakeout.chaos.runner`).
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -28,37 +29,47 @@ from shakeout.errors import (
     StopConditionAbort,
 )
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
-from shakeout.platform.lifecycle import PlatformClient
-from shakeout.platform.state import PlatformState
-from shakeout.slo import Objective, Verdict, burn_alert, evaluate, recovery_time
+from shakeout.session import TargetSession
+from shakeout.slo import (
+    Objective,
+    Recovery,
+    Verdict,
+    budget_burned_pct,
+    evaluate,
+    judge_budget,
+    judge_burn,
+    judge_fact,
+    judge_orders,
+    judge_recovery,
+)
 from shakeout.slofile import SLOFile, load_slo
 from shakeout.topology import load_target
+
+STEADY_STATE_TIMEOUT_S = 30.0
+
+Outcome = Literal["pass", "fail", "inconclusive", "aborted", "error"]
 
 
 @dataclass(frozen=True)
 class StopCondition:
-    """Abort the fault when the error rate over the last ``window_s`` seconds exceeds this."""
+    """Abort the fault when the error rate over the last ``window_s`` seconds exceeds
+    ``max_error_rate``. A burn-rate condition is the same test, read against the error budget
+    (``budget``): burning faster than F times means an error rate above F x budget."""
 
     max_error_rate: float
     window_s: int
+    budget: float | None = None
 
-
-@dataclass(frozen=True)
-class DataCheck:
-    """Acknowledged orders reconciled with the store."""
-
-    acknowledged: int
-    missing: list[str]
-
-    @property
-    def message(self) -> str:
-        """One line for assertions and reports."""
-        if not self.missing:
-            return f"all {self.acknowledged} acknowledged orders are in the store"
-        shown = ", ".join(self.missing[:5])
+    def describe(self, error_rate: float) -> str:
+        """What was crossed, in the words the condition was given in."""
+        if self.budget:
+            return (
+                f"error budget burning at {error_rate / self.budget:.1f}x over the last "
+                f"{self.window_s} s, above {self.max_error_rate / self.budget:g}x"
+            )
         return (
-            f"data objective breached: {len(self.missing)} of {self.acknowledged} acknowledged "
-            f"orders are missing from the store (objective: 0 lost), e.g. {shown}"
+            f"error rate {error_rate:.1%} over the last {self.window_s} s above "
+            f"{self.max_error_rate:.1%}"
         )
 
 
@@ -82,7 +93,7 @@ class Drill:
 
     def __init__(
         self,
-        platform: PlatformState,
+        platform: TargetSession,
         name: str,
         reports_dir: Path = Path("reports"),
         progress: Progress | None = None,
@@ -101,7 +112,9 @@ class Drill:
         self.load: LoadRun | None = None
         self.stop_condition: StopCondition | None = None
         self.faults: list[FaultRun] = []
-        self.verdicts: list[Verdict] = []
+        self._verdicts: dict[tuple[str, str, str], Verdict] = {}
+        self.recovery: Recovery | None = None
+        self.steady_state_timeout_s = STEADY_STATE_TIMEOUT_S
         self.started_at = time.time()
         self._events_since = self._last_event()
 
@@ -170,7 +183,7 @@ class Drill:
         validate(experiment, self.run_dir)
         if self.progress:
             self.progress(f"fault {fault!r}: {experiment} {variables}")
-        config = {"shakeout_target": self.platform.target, **variables}
+        config = {**self.platform.chaos_configuration(), **variables}
         record = undo.write_record(self.platform.target, experiment, config)
         result = run_experiment(
             experiment,
@@ -184,6 +197,7 @@ class Drill:
         if self.progress:
             self.progress(f"fault {fault!r} ended: {result.summary()}")
         self.faults.append(result)
+        self._keep(self._steady_state_after(fault))
         if result.abort_reason:
             raise StopConditionAbort(
                 f"aborted by stop condition: {result.abort_reason}; the fault was rolled back "
@@ -201,6 +215,22 @@ class Drill:
         self.stop_condition = StopCondition(max_error_rate, window_s)
         return self.stop_condition
 
+    def stop_when_burning(self, factor: float, window_s: int) -> StopCondition:
+        """Abort any fault once the error budget (from the SLO file) burns faster than
+        ``factor`` times over a window: the fast-burn stop condition."""
+        if window_s < 1:
+            raise ConfigError(f"a stop condition's window must be at least 1 s, got {window_s}")
+        budget = self._budget()
+        if factor * budget >= 1.0:
+            raise ConfigError(
+                f"a burn rate of {factor:g}x with a budget of {budget:.2%} can never be reached"
+            )
+        self.stop_condition = StopCondition(factor * budget, window_s, budget)
+        return self.stop_condition
+
+    def _budget(self) -> float:
+        return 1.0 - self._require_slo().error_budget.availability_pct / 100.0
+
     def _stop_condition_breached(self) -> str | None:
         condition, load = self.stop_condition, self.load
         if condition is None or load is None:
@@ -210,10 +240,7 @@ class Drill:
         # The current second counts too: a breach must not wait for the second to complete.
         stats = load.recorder.stats(None, now - condition.window_s, now + 1)
         if stats.count >= 10 and stats.error_rate > condition.max_error_rate:
-            return (
-                f"error rate {stats.error_rate:.1%} over the last {condition.window_s} s "
-                f"({stats.count} requests) above {condition.max_error_rate:.1%}"
-            )
+            return f"{condition.describe(stats.error_rate)} ({stats.count} requests)"
         return None
 
     # -- verdicts ----------------------------------------------------------------------------
@@ -234,6 +261,15 @@ class Drill:
             "recovery": (end, None),
         }
 
+    @property
+    def verdicts(self) -> list[Verdict]:
+        """Every verdict of the drill so far, the latest per objective and phase."""
+        return list(self._verdicts.values())
+
+    def _keep(self, verdict: Verdict) -> Verdict:
+        self._verdicts[(verdict.kind, verdict.objective, verdict.phase)] = verdict
+        return verdict
+
     def check(self, objective: Objective, phase: str = "drill") -> Verdict:
         """Judge an objective over a phase of the drill (default: load start to load stop)."""
         load = self.stop_load()
@@ -243,80 +279,93 @@ class Drill:
         start, end = phases[phase]
         if phase != "drill" and not self.faults:
             raise ConfigError(f"the {phase} phase needs a fault step before this check")
-        window = "the drill" if phase == "drill" else f"the {phase} phase"
-        verdict = evaluate(objective, load.recorder, window=window, start=start, end=end)
-        self.verdicts.append(verdict)
-        return verdict
+        return self._keep(evaluate(objective, load.recorder, phase, start, end))
 
-    def recovery_time(
-        self, journey: str, max_error_rate: float, sustain_s: int = 3
-    ) -> float | None:
-        """Seconds from the fault's start until the journey's error rate stayed at or below
-        ``max_error_rate`` for ``sustain_s`` whole seconds in a row (None: never)."""
+    def check_recovery(
+        self, journey: str, within_s: float, max_error_rate: float = 0.01, sustain_s: int = 3
+    ) -> Verdict:
+        """Recovery objective (RTO): the journey's error rate back at or below
+        ``max_error_rate`` for ``sustain_s`` whole seconds within ``within_s`` of the fault's
+        start; the time from the fault's end is kept too."""
         load = self.stop_load()
-        start = self.phases()["fault"][0]
+        start, end = self.phases()["fault"]
         if start is None:
             raise ConfigError("recovery time needs a fault step before this check")
-        return recovery_time(load.recorder, journey, start, max_error_rate, sustain_s)
+        verdict, recovery = judge_recovery(
+            load.recorder, journey, start, end, within_s, max_error_rate, sustain_s
+        )
+        # The drill's recovery is its slowest journey's (never recovering is the slowest).
+        def slowness(r: Recovery) -> float:
+            return math.inf if r.from_fault_start_s is None else r.from_fault_start_s
 
-    def check_slo_file(self) -> list[str]:
-        """Judge every objective of the target's SLO file; return the breaches (empty: all met).
+        if self.recovery is None or slowness(recovery) >= slowness(self.recovery):
+            self.recovery = recovery
+        return self._keep(verdict)
 
-        Each latency and error-rate objective in each phase the file lists; every burn-rate
-        window over the drill; the recovery objective when a fault ran; lost orders.
+    def check_slo_file(self) -> list[Verdict]:
+        """Judge every objective of the target's SLO file; return the verdicts that did not
+        pass (an inconclusive verdict is not a pass).
+
+        Each latency, error-rate and availability objective in each phase the file lists;
+        every burn-rate window over the drill; the recovery objective when a fault ran; the
+        data objectives; the steady state after each fault.
         """
         slo = self._require_slo()
-        breaches: list[str] = []
+        judged: list[Verdict] = []
         phases = [p for p in slo.phases if p == "drill" or self.faults]
         for phase in phases:
             for lat in slo.latency:
                 objective = Objective(lat.journey, "latency", lat.below_ms, float(lat.percentile))
-                verdict = self.check(objective, phase)
-                if not verdict.passed:
-                    breaches.append(verdict.message)
+                judged.append(self.check(objective, phase))
             for err in slo.error_rate:
-                verdict = self.check(
-                    Objective(err.journey, "error_rate", err.below_pct / 100), phase
-                )
-                if not verdict.passed:
-                    breaches.append(verdict.message)
+                objective = Objective(err.journey, "error_rate", err.below_pct / 100)
+                judged.append(self.check(objective, phase))
+            for avail in slo.availability:
+                journey = avail.journey
+                objective = Objective(journey, "availability", avail.above_pct / 100)
+                judged.append(self.check(objective, phase))
         load = self.stop_load()
-        budget = 1.0 - slo.error_budget.availability_pct / 100.0
+        budget = self._budget()
         for window in slo.error_budget.windows:
-            fired = burn_alert(load.recorder, budget, window.long_s, window.short_s, window.factor)
-            text = f"burn-rate alert {window.long_s} s/{window.short_s} s at {window.factor:g}x"
-            if fired is None:
-                self.findings.append(f"{text}: did not fire")
-            else:
-                t, long_burn, short_burn = fired
-                start = load.recorder.first_due or t
-                breaches.append(
-                    f"error budget breached: {text} fired {t - start:.0f} s into the drill "
-                    f"(burn {long_burn:.1f}x over {window.long_s} s, {short_burn:.1f}x over "
-                    f"{window.short_s} s; budget {budget:.2%} of requests)"
-                )
+            verdict = judge_burn(
+                load.recorder, budget, window.long_s, window.short_s, window.factor
+            )
+            judged.append(self._keep(verdict))
         if slo.recovery_s is not None and self.faults:
             for journey in sorted({o.journey for o in slo.error_rate}):
-                took = self.recovery_time(journey, 0.01)
-                if took is None or took > slo.recovery_s:
-                    seen = "never recovered" if took is None else f"recovered after {took:.0f} s"
-                    breaches.append(
-                        f"recovery objective breached: {journey} {seen} (objective: error rate "
-                        f"under 1% for 3 s within {slo.recovery_s:g} s of the fault's start)"
-                    )
-        data = self.check_orders()
-        if len(data.missing) > slo.lost_orders:
-            breaches.append(data.message)
-        self.findings.extend(breaches)
-        return breaches
+                judged.append(self.check_recovery(journey, slo.recovery_s))
+        judged.extend(self.check_orders(slo.lost_orders, slo.rpo_s))
+        judged.extend(v for v in self.verdicts if v.kind == "steady_state")
+        failed = [v for v in judged if not v.passed]
+        self.findings.extend(v.message for v in failed)
+        return failed
+
+    def check_budget(self, max_pct: float) -> Verdict:
+        """The share of the SLO file's error budget the drill consumed stays below ``max_pct``."""
+        load = self.stop_load()
+        return self._keep(judge_budget(load.recorder, self._budget(), max_pct))
+
+    def check_steady_state(self) -> list[Verdict]:
+        """The steady-state verdicts taken after each fault's rollbacks (at least one)."""
+        found = [v for v in self.verdicts if v.kind == "steady_state"]
+        if not found:
+            raise ConfigError("the steady state after a fault needs a fault step before it")
+        return found
 
     def arm_stop_condition(self) -> StopCondition:
-        """Arm the SLO file's stop condition for the faults that follow."""
+        """Arm the SLO file's stop condition for the faults that follow (its fast-burn form
+        when it gives a burn rate, which is checked as the stricter of the two)."""
         slo = self._require_slo()
         if slo.stop_condition is None:
             raise ConfigError(f"the SLO file of {self.platform.target_file} has no stop_condition")
         spec = slo.stop_condition
-        return self.stop_when(spec.error_rate_pct / 100.0, spec.window_s)
+        conditions: list[StopCondition] = []
+        if spec.burn_rate is not None:
+            conditions.append(self.stop_when_burning(spec.burn_rate, spec.window_s))
+        if spec.error_rate_pct is not None:
+            conditions.append(self.stop_when(spec.error_rate_pct / 100.0, spec.window_s))
+        self.stop_condition = min(conditions, key=lambda c: c.max_error_rate)
+        return self.stop_condition
 
     def _require_slo(self) -> SLOFile:
         if self.slo is None:
@@ -325,31 +374,123 @@ class Drill:
             )
         return self.slo
 
-    def check_orders(self) -> DataCheck:
-        """Reconcile every acknowledged order with the store, through the gateway."""
-        acknowledged = sorted(self.stop_load().recorder.acknowledged_orders)
+    def check_orders(self, max_lost: int = 0, rpo_s: float | None = None) -> list[Verdict]:
+        """Reconcile every acknowledged order with the store, through the gateway: lost and
+        duplicated orders (and the data-loss window when ``rpo_s`` is given)."""
+        acknowledged = self.stop_load().recorder.acknowledged_orders
+        ids = sorted(acknowledged)
         missing: list[str] = []
+        duplicates: dict[str, int] = {}
         with httpx.Client(base_url=self.platform.gateway_url, timeout=30.0) as client:
-            for i in range(0, len(acknowledged), 5000):
-                chunk = acknowledged[i : i + 5000]
+            for i in range(0, len(ids), 5000):
+                chunk = ids[i : i + 5000]
                 try:
                     response = client.post("/api/orders/lookup", json={"ids": chunk})
                     response.raise_for_status()
-                except httpx.HTTPError as exc:
+                    answer = response.json()
+                    missing.extend(answer["missing"])
+                    # The store names the orders sharing each idempotency key.
+                    for key, orders in answer["duplicates"].items():
+                        duplicates[key] = len(orders)
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
                     raise PlatformError(
                         f"cannot reconcile orders: {self.platform.gateway_url}"
-                        f"/api/orders/lookup failed: {exc}"
+                        f"/api/orders/lookup failed: {exc!r}"
                     ) from exc
-                missing.extend(response.json()["missing"])
-        return DataCheck(len(acknowledged), missing)
+        return [
+            self._keep(v) for v in judge_orders(acknowledged, missing, duplicates, max_lost, rpo_s)
+        ]
+
+    def _steady_state_after(self, fault: str) -> Verdict:
+        """After a fault's rollbacks: every replica ready and no rollout still progressing,
+        waited for up to ``steady_state_timeout_s``. Reported as a verdict, not assumed."""
+        started = time.monotonic()
+        problem = ""
+
+        def steady() -> bool:
+            nonlocal problem
+            met, problem = self.platform.steady_state()
+            return met
+
+        tick = self.load.report if self.load else None
+        met = wait_for(steady, self.steady_state_timeout_s, period_s=0.2, on_tick=tick)
+        took = time.monotonic() - started
+        if self.progress and not met:
+            self.progress(f"warning: steady state not back after {fault!r}: {problem}")
+        return judge_fact(
+            "steady_state",
+            f"the target is back in its steady state within {self.steady_state_timeout_s:g} s "
+            f"of {fault} being rolled back",
+            "recovery",
+            took if met else None,
+            self.steady_state_timeout_s,
+            "s",
+            met,
+            "" if met else problem,
+        )
+
+    def check_hypotheses(self) -> list[Verdict]:
+        """Each fault's own steady-state hypothesis (its Chaos Toolkit experiment's probes,
+        checked again after the method) held: the experiment did not deviate."""
+        if not self.faults:
+            raise ConfigError("the faults' own checks need a fault step before them")
+        verdicts = []
+        for fault in self.faults:
+            name = fault.experiment.stem
+            verdicts.append(
+                self._keep(
+                    judge_fact(
+                        "steady_state",
+                        f"the steady-state hypothesis of {name} holds after its method",
+                        "fault",
+                        None,
+                        None,
+                        "",
+                        not fault.deviated and fault.status == "completed",
+                        f"experiment {fault.status}"
+                        + (", deviated" if fault.deviated else "")
+                        + f"; journal {fault.journal_path}",
+                    )
+                )
+            )
+        return verdicts
+
+    def check_event(self, kind: str) -> Verdict:
+        """The target reported at least one event of ``kind`` during the drill (for example
+        ``breaker_opened`` or ``autoscaled`` on the embedded platform)."""
+        events = [e for e in self.platform.events(self._events_since) if e.get("kind") == kind]
+        return self._keep(
+            judge_fact(
+                "event",
+                f"the target reports a {kind} event",
+                "drill",
+                float(len(events)),
+                1.0,
+                "events",
+                bool(events),
+                "" if events else "no such event between the drill's start and now",
+            )
+        )
+
+    def check_rollout(self, service: str, expected: str, within_s: float) -> Verdict:
+        """The platform ended the latest rollout of a service as ``expected`` (``rolled_back``
+        or ``promoted``) by itself, within ``within_s`` of its start."""
+        outcome = self.rollout_outcome(service)
+        verb = expected.replace("_", " ")
+        objective = f"the release of {service} is {verb} within {within_s:g} s"
+        if outcome.status != expected or outcome.duration_s is None:
+            note = f"the release {outcome.version!r} ended {outcome.status!r}"
+            met = False
+        else:
+            met = outcome.duration_s <= within_s
+            note = outcome.reason
+        return self._keep(
+            judge_fact("rollout", objective, "fault", outcome.duration_s, within_s, "s", met, note)
+        )
 
     def rollout_outcome(self, service: str) -> RolloutOutcome:
         """How the latest rollout of a service ended."""
-        with PlatformClient(self.platform) as client:
-            services = client.status()["services"]
-        if service not in services:
-            raise ConfigError(f"no service {service!r} on target {self.platform.target!r}")
-        rollout = services[service]["rollout"]
+        rollout = self.platform.rollout(service)
         if rollout is None:
             return RolloutOutcome(service, "", "none", "", None)
         ended = rollout.get("ended_at")
@@ -365,8 +506,7 @@ class Drill:
 
     def _last_event(self) -> int:
         try:
-            with PlatformClient(self.platform) as client:
-                events = client.events()
+            events = self.platform.events()
         except PlatformError:
             return 0
         return int(events[-1]["seq"]) if events else 0
@@ -413,11 +553,48 @@ class Drill:
             ],
             "phases": self.phases(),
             "findings": self.findings,
+        }
+
+    def outcome(self, error: BaseException | None = None) -> Outcome:
+        """The drill's outcome from its verdicts and how it ended.
+
+        ``aborted`` when a stop condition aborted a fault; ``error`` when it ended on an
+        exception that is not an SLO assertion (harness, fault or target trouble); ``fail``
+        when an assertion or a verdict failed; ``inconclusive`` when a verdict could not be
+        reached or none was asked for; otherwise ``pass``.
+        """
+        if isinstance(error, StopConditionAbort) or any(f.abort_reason for f in self.faults):
+            return "aborted"
+        if error is not None and not isinstance(error, AssertionError):
+            return "error"
+        statuses = {v.status for v in self.verdicts}
+        if error is not None or "fail" in statuses:
+            return "fail"
+        if "inconclusive" in statuses or not statuses:
+            return "inconclusive"
+        return "pass"
+
+    def verdict_document(self, error: BaseException | None = None) -> dict[str, Any]:
+        """``verdicts.json``: the outcome and every verdict, for the steps' callers and the
+        report (see docs/architecture.md for its fields)."""
+        budget = None
+        if self.slo is not None and self.load is not None:
+            budget = budget_burned_pct(self.load.recorder, self._budget())
+        return {
+            "schema": 1,
+            "drill": self.name,
+            "target": self.platform.target,
+            "outcome": self.outcome(error),
+            "error": None if error is None else f"{type(error).__name__}: {error}",
+            "phases": self.phases(),
+            "recovery": self.recovery.as_dict() if self.recovery else None,
+            "budget_burned_pct": budget,
             "verdicts": [v.as_dict() for v in self.verdicts],
         }
 
-    def close(self) -> Path:
-        """Stop the load, save the summary and the platform's events; return the run folder."""
+    def close(self, error: BaseException | None = None) -> Path:
+        """Stop the load, save the summary, the verdicts and the platform's events; return
+        the run folder. ``error`` is what ended the scenario, if anything."""
         try:
             if self.load is not None:
                 self.load.stop()
@@ -429,9 +606,11 @@ class Drill:
             (self.run_dir / "summary.json").write_text(
                 json.dumps(self.summary(), indent=2, default=str), encoding="utf-8"
             )
+            (self.run_dir / "verdicts.json").write_text(
+                json.dumps(self.verdict_document(error), indent=2), encoding="utf-8"
+            )
             try:
-                with PlatformClient(self.platform) as client:
-                    events = client.events(self._events_since)
+                events = self.platform.events(self._events_since)
                 (self.run_dir / "platform-events.json").write_text(
                     json.dumps(events, indent=2), encoding="utf-8"
                 )

@@ -151,7 +151,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._newest = 0
         self._sealed_before = 0
-        self.acknowledged_orders: set[str] = set()
+        self.acknowledged_orders: dict[str, float] = {}  # order id -> acknowledged at
         self.first_due: float | None = None
         self.last_end: float | None = None
         self.total = 0
@@ -192,7 +192,7 @@ class Recorder:
         if self.last_end is None or record.ended_at > self.last_end:
             self.last_end = record.ended_at
         if record.order_id and record.ok and record.status in (200, 201):
-            self.acknowledged_orders.add(record.order_id)
+            self.acknowledged_orders[record.order_id] = record.ended_at
 
     def _seal(self) -> None:
         limit = self._newest - SETTLE_S

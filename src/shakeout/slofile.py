@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shakeout.topology import load_yaml_model
 
@@ -34,6 +34,14 @@ class ErrorRateObjective(_Model):
     below_pct: Annotated[float, Field(gt=0, le=100)]
 
 
+class AvailabilityObjective(_Model):
+    """A journey's share of successful requests kept at or above a bound (percent);
+    ``journey: all`` judges every request of the drill."""
+
+    journey: str = "all"
+    above_pct: Annotated[float, Field(gt=0, lt=100)]
+
+
 class BurnWindow(_Model):
     """A multi-window burn-rate alert: both windows burning faster than ``factor``."""
 
@@ -50,10 +58,18 @@ class ErrorBudget(_Model):
 
 
 class StopConditionSpec(_Model):
-    """Abort a fault when the error rate exceeds this over a window."""
+    """Abort a fault when, over the last ``window_s`` seconds, the error rate exceeds
+    ``error_rate_pct`` or the error budget burns faster than ``burn_rate`` (or either)."""
 
-    error_rate_pct: Annotated[float, Field(gt=0, le=100)]
+    error_rate_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    burn_rate: Annotated[float, Field(gt=0)] | None = None
     window_s: Annotated[int, Field(ge=1, le=600)]
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> StopConditionSpec:
+        if self.error_rate_pct is None and self.burn_rate is None:
+            raise ValueError("give error_rate_pct, burn_rate or both")
+        return self
 
 
 class SLOFile(_Model):
@@ -61,10 +77,12 @@ class SLOFile(_Model):
 
     latency: list[LatencyObjective] = []
     error_rate: list[ErrorRateObjective] = []
+    availability: list[AvailabilityObjective] = []
     phases: list[Literal["drill", "baseline", "fault", "recovery"]] = ["drill"]
     error_budget: ErrorBudget = ErrorBudget()
     recovery_s: Annotated[float, Field(gt=0)] | None = None
     lost_orders: Annotated[int, Field(ge=0)] = 0
+    rpo_s: Annotated[float, Field(ge=0)] | None = None
     stop_condition: StopConditionSpec | None = None
 
 
