@@ -9,7 +9,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import allure
 import pytest
 from pytest_bdd.exceptions import StepDefinitionNotFoundError
 from pytest_bdd.parser import Feature, Scenario
@@ -17,11 +16,13 @@ from pytest_bdd.scenario import get_step_function
 
 from shakeout.chaos import undo
 from shakeout.drill import Drill
+from shakeout.k8s.session import KubernetesSession
+from shakeout.k8s.target import KubernetesTarget, placement_target
 from shakeout.plan import plan_scenario
 from shakeout.platform import lifecycle
-from shakeout.platform.state import PlatformState
-from shakeout.session import LocalSession
-from shakeout.topology import load_target
+from shakeout.report.evidence import attach_drill_evidence
+from shakeout.session import LocalSession, TargetSession
+from shakeout.topology import LocalTarget, load_any_target
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,6 +36,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--dry-run",
         action="store_true",
         help="print what each scenario would do (faults, experiments, blast radius), run none",
+    )
+    group.addoption(
+        "--allow-production",
+        action="store_true",
+        help="allow a Kubernetes context whose name matches the target's production patterns",
     )
     group.addoption(
         "--max-replicas",
@@ -58,19 +64,26 @@ def pytest_bdd_before_scenario(
     # Resolve every fault (and its blast radius) before the first step runs.
     config = request.config
     target_path = str(config.getoption("--target"))
+    target = load_any_target(target_path)
     planned = plan_scenario(
         scenario,
         feature.rel_filename,
-        load_target(target_path),
+        target if isinstance(target, LocalTarget) else placement_target(target),
         target_path,
         config.getoption("--max-replicas"),
     )
     if config.getoption("--dry-run"):
-        lines = [f"dry run of {scenario.name!r}:"]
+        lines = [f"dry run of {scenario.name!r} on {target.name} ({target.kind}):"]
         lines += [
             f"  {f.word} -> {f.experiment} {f.variables}; reaches {f.reach}" for f in planned.faults
         ]
         pytest.skip("\n".join(lines))
+    session = request.getfixturevalue("platform")
+    if isinstance(session, KubernetesSession):
+        for fault in planned.faults:  # e.g. a Chaos Mesh fault on a cluster without it
+            reason = session.fault_skip_reason(Path(fault.experiment))
+            if reason:
+                pytest.skip(reason)
 
 
 _CALL_ERROR = pytest.StashKey[BaseException]()
@@ -88,26 +101,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def target_file(pytestconfig: pytest.Config) -> Path:
     """The target file given with ``--target``, validated before anything starts."""
     path = Path(pytestconfig.getoption("--target"))
-    load_target(path)
+    load_any_target(path)
     return path
 
 
+def _finish_pending(target: str) -> None:
+    """Finish the rollbacks of an earlier run that was killed in the middle of a fault."""
+    reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
+    for record in undo.pending(target):
+        undo.finish(record, reports / "cleanup")
+
+
 @pytest.fixture(scope="session")
-def platform(target_file: Path) -> Iterator[PlatformState]:
-    """The running platform; started (and later stopped) here when it was not running."""
+def platform(target_file: Path, pytestconfig: pytest.Config) -> Iterator[TargetSession]:
+    """The target the drills run against. The embedded platform is started (and later
+    stopped) here when it was not running; a Kubernetes target is checked against its
+    allowlists first, and its port-forward is closed at the end."""
+    if isinstance(load_any_target(target_file), KubernetesTarget):
+        cluster = KubernetesSession(
+            target_file, allow_production=bool(pytestconfig.getoption("--allow-production"))
+        )
+        try:
+            os.environ.update(cluster.chaos_environment())  # chaos run reads the context
+            _finish_pending(cluster.target)
+            yield cluster
+        finally:
+            cluster.close()
+        return
     state, started = lifecycle.up(target_file, owner_pid=os.getpid())
     try:
-        for record in undo.pending(state.target):  # a killed earlier run's faults, undone first
-            reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
-            undo.finish(record, reports / "cleanup")
-        yield state
+        _finish_pending(state.target)
+        yield LocalSession(state)
     finally:
         if started:
             lifecycle.down(state.target)
 
 
 @pytest.fixture
-def drill(platform: PlatformState, request: pytest.FixtureRequest) -> Iterator[Drill]:
+def drill(platform: TargetSession, request: pytest.FixtureRequest) -> Iterator[Drill]:
     """The engine for one scenario; its load is stopped and its results saved however it ends."""
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
     capture = request.config.pluginmanager.getplugin("capturemanager")
@@ -120,14 +151,9 @@ def drill(platform: PlatformState, request: pytest.FixtureRequest) -> Iterator[D
             reporter.write_line(f"  [shakeout] {line}")
 
     reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
-    run = Drill(LocalSession(platform), request.node.name, reports, progress)
+    run = Drill(platform, request.node.name, reports, progress)
     try:
         yield run
     finally:
         run_dir = run.close(request.node.stash.get(_CALL_ERROR, None))
-        allure.dynamic.parameter("target", platform.target)
-        for path in sorted(run_dir.glob("journal-*.json")):
-            allure.attach.file(
-                str(path), name=f"Chaos Toolkit journal ({path.stem[8:]})", extension="json"
-            )
-        allure.attach.file(str(run_dir / "summary.json"), name="drill summary", extension="json")
+        attach_drill_evidence(run_dir, platform.target, request.node.nodeid)

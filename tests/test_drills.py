@@ -107,6 +107,10 @@ def test_drill_passes_on_the_resilient_platform(
         assert list(run_dir.glob("journal-*.json")), run_dir
         assert (run_dir / "requests.tsv").stat().st_size > 0
         assert (run_dir / "timeseries.json").is_file()
+        verdicts = json.loads((run_dir / "verdicts.json").read_text(encoding="utf-8"))
+        assert verdicts["outcome"] == "pass", verdicts
+        assert (run_dir / "chart.png").stat().st_size > 0
+        assert (run_dir / "verdicts.html").is_file()
 
 
 @pytest.mark.parametrize(("keyword", "scenarios"), DRILLS)
@@ -303,3 +307,30 @@ def test_stop_condition_aborts_the_fault_and_rolls_it_back(
     fault = json.loads(summary.read_text(encoding="utf-8"))["faults"][0]
     assert fault["abort_reason"].startswith("error rate")
     assert fault["rolled_back_at"] - fault["aborted_at"] < 2.0
+
+
+def test_dry_run_on_the_kubernetes_target_resolves_its_own_experiments(
+    tmp_path: Path, no_leftovers: None
+) -> None:
+    result = _run_drill(
+        tmp_path, TARGETS / "kubernetes" / "kind.yaml", "--dry-run", "-k", "zone", "-rs"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "scenarios/kubernetes/zone_outage.json" in result.stdout
+    assert "reaches 5 of 12 replicas, every service's share in zone b" in result.stdout
+
+
+def test_kubernetes_production_context_is_refused_before_anything_runs(
+    tmp_path: Path, no_leftovers: None
+) -> None:
+    target = (TARGETS / "kubernetes" / "kind.yaml").read_text(encoding="utf-8")
+    target = target.replace("context: kind-shakeout", "context: prod-eu-1")
+    target = target.replace("allowed_contexts: [kind-shakeout", "allowed_contexts: [prod-eu-1")
+    target = target.replace("slo: ../local.slo.yaml", f"slo: {TARGETS / 'local.slo.yaml'}")
+    path = tmp_path / "prod.yaml"
+    path.write_text(target, encoding="utf-8")
+    result = _run_drill(tmp_path, path, "-k", "crash")
+    assert result.returncode != 0
+    assert "field cluster.context: 'prod-eu-1' matches the production pattern" in result.stdout
+    assert "--allow-production" in result.stdout
+    assert not (tmp_path / "reports" / "runs").exists()  # no drill began

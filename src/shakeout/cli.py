@@ -19,9 +19,10 @@ from rich.table import Table
 
 from shakeout.chaos import undo
 from shakeout.errors import ShakeoutError
+from shakeout.k8s.target import placement_target
 from shakeout.plan import plan_feature
 from shakeout.platform import lifecycle
-from shakeout.topology import load_target
+from shakeout.topology import LocalTarget, load_any_target, load_target
 
 DEFAULT_TARGET = Path("targets/local.yaml")
 
@@ -88,9 +89,11 @@ def _platform_down(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    target = load_target(args.target)
+    target = load_any_target(args.target)
+    # A cluster target declares its services, replicas and zones; the same cap applies.
+    layout = target if isinstance(target, LocalTarget) else placement_target(target)
     for feature in args.features:
-        for scenario in plan_feature(feature, target, str(args.target), args.max_replicas):
+        for scenario in plan_feature(feature, layout, str(args.target), args.max_replicas):
             tags = " ".join(f"@{t}" for t in scenario.tags)
             _console.print(
                 f"[bold]{escape(scenario.name)}[/]  {scenario.feature}:{scenario.line}  {tags}"
@@ -103,7 +106,7 @@ def _plan(args: argparse.Namespace) -> int:
                     f"    fault {fault.word} → {fault.experiment} {escape(str(fault.variables))}"
                 )
                 _console.print(f"    reaches {escape(fault.reach)}: {', '.join(fault.replicas)}")
-    _console.print(f"target {target.name!r} ({args.target}); nothing was touched")
+    _console.print(f"target {target.name!r} ({target.kind}, {args.target}); nothing was touched")
     return 0
 
 
@@ -130,8 +133,10 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     for path in args.files:
-        target = load_target(path)
-        _console.print(f"{path}: ok (target {target.name!r}, {len(target.services)} services)")
+        target = load_any_target(path)
+        _console.print(
+            f"{path}: ok ({target.kind} target {target.name!r}, {len(target.services)} services)"
+        )
     return 0
 
 

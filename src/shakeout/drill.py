@@ -43,7 +43,7 @@ from shakeout.slo import (
     judge_recovery,
 )
 from shakeout.slofile import SLOFile, load_slo
-from shakeout.topology import load_target
+from shakeout.topology import load_any_target
 
 STEADY_STATE_TIMEOUT_S = 30.0
 
@@ -99,7 +99,7 @@ class Drill:
         progress: Progress | None = None,
     ):
         self.platform = platform
-        self.target = load_target(platform.target_file)
+        self.target = load_any_target(platform.target_file)
         self.slo: SLOFile | None = None
         if self.target.slo:
             self.slo = load_slo(Path(platform.target_file).parent / self.target.slo)
@@ -294,6 +294,7 @@ class Drill:
         verdict, recovery = judge_recovery(
             load.recorder, journey, start, end, within_s, max_error_rate, sustain_s
         )
+
         # The drill's recovery is its slowest journey's (never recovering is the slowest).
         def slowness(r: Recovery) -> float:
             return math.inf if r.from_fault_start_s is None else r.from_fault_start_s

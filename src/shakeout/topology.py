@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shakeout.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shakeout.k8s.target import KubernetesTarget
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
 M = TypeVar("M", bound=BaseModel)
@@ -71,12 +74,102 @@ class RouterSpec(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
 
 
+class AnalysisSpec(_Model):
+    """Canary analysis: compare a canary with the stable version, promote or roll it back.
+
+    Each ``interval_s`` the canary's error rate and p95 latency (from the router's per-version
+    outcomes) are judged against the thresholds and the stable version's figures. An interval
+    with fewer than ``min_samples`` requests of either version is inconclusive. A regression
+    rolls the canary back at once; ``healthy_intervals`` healthy intervals in a row promote it.
+    Only a canary that shares traffic with the stable version (0 < weight < 1) is analysed:
+    a version deployed with all the traffic has nothing to be compared with.
+    """
+
+    enabled: bool = False
+    interval_s: Annotated[float, Field(gt=0, le=600)] = 2.0
+    min_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+    healthy_intervals: Annotated[int, Field(ge=1, le=100)] = 3
+    max_error_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+    max_p95_ms: Annotated[float, Field(gt=0, le=600_000)] = 250.0
+    max_p95_ratio: Annotated[float, Field(ge=1, le=1000)] = 2.0
+    min_p95_delta_ms: Annotated[float, Field(ge=0, le=600_000)] = 50.0
+
+
+class BreakerSpec(_Model):
+    """A circuit breaker: ``failures`` consecutive failed calls open it for ``open_s``."""
+
+    failures: Annotated[int, Field(ge=0, le=1000)] = 0
+    open_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+
+
+class PaymentsPolicy(_Model):
+    """How the gateway calls payments: timeout, retries, breaker, degradation."""
+
+    timeout_ms: Annotated[int, Field(ge=1, le=120_000)] | None = None
+    retries: Annotated[int, Field(ge=0, le=5)] = 0
+    retry_backoff_ms: Annotated[float, Field(ge=0, le=10_000)] = 20.0
+    breaker: BreakerSpec = BreakerSpec()
+    defer_on_failure: bool = False
+
+
+class DependenciesSpec(_Model):
+    """Resilience of the gateway toward its dependencies (payments, the external provider)."""
+
+    payments: PaymentsPolicy = PaymentsPolicy()
+
+    def gateway_env(self) -> dict[str, str]:
+        """Environment of gateway replicas that carries this policy (read by the gateway)."""
+        pay = self.payments
+        env = {
+            "SHAKEOUT_PAYMENTS_RETRIES": str(pay.retries),
+            "SHAKEOUT_PAYMENTS_RETRY_BACKOFF_MS": f"{pay.retry_backoff_ms:g}",
+            "SHAKEOUT_BREAKER_FAILURES": str(pay.breaker.failures),
+            "SHAKEOUT_BREAKER_OPEN_S": f"{pay.breaker.open_s:g}",
+            "SHAKEOUT_PAYMENTS_DEFER": "1" if pay.defer_on_failure else "0",
+        }
+        if pay.timeout_ms is not None:
+            env["SHAKEOUT_PAYMENTS_TIMEOUT_MS"] = str(pay.timeout_ms)
+        return env
+
+
+class AutoscaleBounds(_Model):
+    """Replica bounds of one autoscaled service."""
+
+    min: Annotated[int, Field(ge=1, le=50)] = 1
+    max: Annotated[int, Field(ge=1, le=50)] = 10
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscaleBounds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class AutoscalerSpec(_Model):
+    """The autoscaler: replicas of a service follow its load (HPA-like, compressed in time).
+
+    Desired replicas = ceil(requests per second over ``window_s`` / (capacity per replica x
+    ``target_utilization``)), within the service's bounds. Scale-up is immediate (then
+    ``scale_up_cooldown_s``); scale-down goes to the highest recommendation of the last
+    ``scale_down_delay_s`` (stabilisation window), so a dip does not drop capacity.
+    """
+
+    enabled: bool = False
+    services: dict[Annotated[str, Field(pattern=_NAME)], AutoscaleBounds] = {}
+    target_utilization: Annotated[float, Field(gt=0, le=1)] = 0.6
+    window_s: Annotated[float, Field(gt=0, le=600)] = 2.0
+    interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    scale_up_cooldown_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    scale_down_delay_s: Annotated[float, Field(ge=0, le=3600)] = 15.0
+
+
 class RolloutSpec(_Model):
     """How a new version is watched once deployed (Kubernetes' progress deadline, compressed)."""
 
     auto_rollback: bool = True
     progress_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 8.0
     max_restarts: Annotated[int, Field(ge=1, le=100)] = 3
+    analysis: AnalysisSpec = AnalysisSpec()
 
 
 class BackoffSpec(_Model):
@@ -85,6 +178,38 @@ class BackoffSpec(_Model):
     initial_s: Annotated[float, Field(gt=0, le=60)] = 0.5
     max_s: Annotated[float, Field(gt=0, le=600)] = 8.0
     reset_after_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+
+class ConfigRolloutSpec(_Model):
+    """How a live config change (feature flags) reaches the services."""
+
+    validation: bool = True
+    """Refuse unknown flags and values outside a flag's allowed list (config_rejected)."""
+    staged: bool = True
+    """Apply to the canary zones first and watch them before applying everywhere."""
+    canary_zones: Annotated[int, Field(ge=1, le=10)] = 1
+    bake_s: Annotated[float, Field(ge=0, le=300)] = 3.0
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    min_requests: Annotated[int, Field(ge=0, le=100_000)] = 5
+    auto_rollback: bool = True
+    """A staged config whose canary zones turn unready or error is rolled back to the last good."""
+
+
+class SecretsSpec(_Model):
+    """How services fetch and cache the shared key from the secret store."""
+
+    refresh_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+    """How often a replica polls the store."""
+    cache_ttl_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    """How long a replica keeps serving with its cached key while the store is unreachable."""
+
+
+class MigrationSpec(_Model):
+    """How the platform migrates the orders store's schema."""
+
+    mode: Literal["online", "offline"] = "online"
+    step_pause_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 200
 
 
 class PlatformSpec(_Model):
@@ -103,6 +228,14 @@ class PlatformSpec(_Model):
     key_overlap_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
     ready_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     gateway: str = "gateway"
+    config: ConfigRolloutSpec = ConfigRolloutSpec()
+    secrets: SecretsSpec = SecretsSpec()
+    migration: MigrationSpec = MigrationSpec()
+    dependencies: DependenciesSpec = DependenciesSpec()
+    # Requests per second one replica of a service can serve; beyond it the replica answers 503
+    # at once (saturated). A service not listed has no limit.
+    capacity: dict[Annotated[str, Field(pattern=_NAME)], Annotated[float, Field(gt=0)]] = {}
+    autoscaler: AutoscalerSpec = AutoscalerSpec()
 
 
 class LocalTarget(_Model):
@@ -125,6 +258,23 @@ class LocalTarget(_Model):
         ports = [s.port for s in self.services.values() if s.port]
         if len(ports) != len(set(ports)):
             raise ValueError("two services ask for the same port")
+        return self
+
+    @model_validator(mode="after")
+    def _capacity_services_exist(self) -> LocalTarget:
+        for name in self.platform.capacity:
+            if name not in self.services:
+                raise ValueError(f"platform.capacity names {name!r}, which is not in services")
+        for name in self.platform.autoscaler.services:
+            if name not in self.services:
+                raise ValueError(
+                    f"platform.autoscaler.services names {name!r}, which is not in services"
+                )
+            if name not in self.platform.capacity:
+                raise ValueError(
+                    f"platform.autoscaler.services.{name}: the autoscaler needs"
+                    f" platform.capacity.{name} (requests per second per replica)"
+                )
         return self
 
     @property
@@ -197,6 +347,24 @@ def load_yaml_model(path: Path | str, model: type[M], kind: str) -> M:
 def load_target(path: Path | str) -> LocalTarget:
     """Read and validate a target file; errors name the file, line and field."""
     return load_yaml_model(path, LocalTarget, "target file")
+
+
+def load_any_target(path: Path | str) -> LocalTarget | KubernetesTarget:
+    """Read a target file of either kind: ``local`` (embedded platform) or ``kubernetes``.
+
+    ``load_target`` stays local-only (the platform and plan code take a ``LocalTarget``);
+    callers that accept a cluster target use this and branch on the returned type.
+    """
+    from shakeout.k8s.target import KubernetesTarget
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        data = None  # load_target reports an unreadable or invalid file with its location
+    if isinstance(data, dict) and data.get("kind") == "kubernetes":
+        return load_yaml_model(path, KubernetesTarget, "target file")
+    return load_target(path)
 
 
 def expand(template: str, values: dict[str, str]) -> str:

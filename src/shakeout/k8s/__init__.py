@@ -1,0 +1,1 @@
+"""The Kubernetes target: target model, safety checks, session, activities, in-cluster load."""

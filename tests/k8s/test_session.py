@@ -1,0 +1,110 @@
+"""KubernetesSession: safety checks, steady state, rollout and events through the real client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shakeout.errors import ConfigError
+from shakeout.k8s import actions
+from shakeout.k8s.session import KubernetesSession
+from shakeout.k8s.target import placement_target
+from shakeout.topology import load_any_target
+from tests.k8s.conftest import CONTEXT, NAMESPACE, ROOT
+from tests.k8s.fakeapi import FakeApiServer
+
+KIND = ROOT / "targets" / "kubernetes" / "kind.yaml"
+
+
+def target_file(tmp_path: Path, kubeconfig: Path | None = None, **cluster: object) -> Path:
+    data = yaml.safe_load(KIND.read_text())
+    data["cluster"].update(cluster)
+    if kubeconfig is not None:
+        data["cluster"]["kubeconfig"] = str(kubeconfig)
+    data["slo"] = None
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_kind_target_loads_as_kubernetes() -> None:
+    target = load_any_target(KIND)
+    assert type(target).__name__ == "KubernetesTarget"
+    assert load_any_target(ROOT / "targets" / "local.yaml").kind == "local"
+    local = placement_target(target)  # type: ignore[arg-type]
+    assert local.services["gateway"].replicas == 3
+    assert local.platform.zones == ["a", "b", "c"]
+
+
+def test_context_off_the_allowlist_is_refused(tmp_path: Path) -> None:
+    path = target_file(tmp_path, context="kind-other")
+    with pytest.raises(ConfigError, match=r"target.yaml: field cluster.context: 'kind-other'"):
+        KubernetesSession(path)
+
+
+def test_namespace_off_the_allowlist_is_refused(tmp_path: Path) -> None:
+    path = target_file(tmp_path, namespace="kube-system")
+    with pytest.raises(ConfigError, match=r"field cluster.namespace: 'kube-system'"):
+        KubernetesSession(path)
+
+
+def test_production_context_needs_the_flag(tmp_path: Path, kubeconfig: Path) -> None:
+    path = target_file(
+        tmp_path, kubeconfig, context="eks-prod-eu", allowed_contexts=["eks-prod-eu"]
+    )
+    with pytest.raises(ConfigError, match=r"matches the production pattern 'prod'"):
+        KubernetesSession(path)
+    KubernetesSession(path, allow_production=True).close()
+
+
+def test_session_reads_steady_state_rollout_and_events(
+    fake: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    path = target_file(tmp_path, kubeconfig)
+    conf = {"shakeout_namespace": NAMESPACE}
+    with KubernetesSession(path) as session:
+        assert session.chaos_environment()["KUBERNETES_CONTEXT"] == CONTEXT
+        assert session.chaos_configuration()["shakeout_namespace"] == NAMESPACE
+        assert session.steady_state()[0] is True
+        assert session.rollout("orders") == {**session.rollout("orders"), "status": "available"}  # type: ignore[dict-item]
+        first = session.events(0)
+        assert first
+        assert [e["seq"] for e in first] == list(range(1, len(first) + 1))
+        actions.set_deployment_env("orders", {"SHAKEOUT_CRASH_ON_START": "1"}, "v2", conf)
+        ok, why = session.steady_state()
+        assert ok is False
+        assert "orders" in why
+        rollout = session.rollout("orders")
+        assert rollout is not None
+        assert rollout["status"] == "failed"
+        assert rollout["version"] == "v2"
+        later = session.events(first[-1]["seq"])
+        assert any(e["kind"] == "BackOff" for e in later)
+        assert all(e["seq"] > first[-1]["seq"] for e in later)
+        actions.restore_deployment_env("orders", conf)
+        assert session.steady_state()[0] is True
+        # The fake serves no port-forward: the session reports kubectl's failure by field.
+        with pytest.raises(ConfigError, match=r"field gateway.port_forward: kubectl"):
+            _ = session.gateway_url
+        assert session.fault_skip_reason(ROOT / "scenarios/kubernetes/zone_freeze.json") is not None
+        assert session.fault_skip_reason(ROOT / "scenarios/kubernetes/scale.json") is None
+
+
+def test_rollbacks_undo_a_fault_left_by_an_aborted_run(
+    fake: FakeApiServer, kubeconfig: Path
+) -> None:
+    conf = {"shakeout_namespace": NAMESPACE}
+    actions.deploy_canary("catalog", "v2", 0.2, {"SHAKEOUT_ERROR_RATE": "1"}, conf)
+    actions.remember_replicas("gateway", conf)
+    actions.secret_store_down(conf)
+    assert (NAMESPACE, "catalog-canary") in fake.cluster.deployments
+    assert (NAMESPACE, "shakeout-shared-key") not in fake.cluster.secrets
+    for _ in range(2):  # twice: every rollback is idempotent
+        actions.delete_canary("catalog", conf)
+        actions.restore_replicas("gateway", conf)
+        actions.secret_store_up(conf)
+    assert (NAMESPACE, "catalog-canary") not in fake.cluster.deployments
+    assert (NAMESPACE, "shakeout-shared-key") in fake.cluster.secrets
+    assert not fake.cluster.deployments[(NAMESPACE, "gateway")]["metadata"].get("annotations")
