@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from shakeout.errors import ConfigError
-from shakeout.faults import PHRASES, find
+from shakeout.faults import CLUSTER_ONLY, PHRASES, find
 from shakeout.plan import plan_feature
-from shakeout.topology import load_target
+from shakeout.topology import load_any_target, load_target
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_FILE = ROOT / "targets" / "local.yaml"
@@ -29,7 +29,12 @@ def _feature(tmp_path: Path, step: str) -> Path:
 
 def test_every_phrase_has_an_experiment_on_the_local_targets() -> None:
     for name in ("local.yaml", "local-fragile.yaml"):
-        assert set(PHRASES) <= set(load_target(ROOT / "targets" / name).faults)
+        assert set(PHRASES) - CLUSTER_ONLY <= set(load_target(ROOT / "targets" / name).faults)
+
+
+def test_cluster_only_faults_are_on_the_kubernetes_target() -> None:
+    target = load_any_target(ROOT / "targets" / "kubernetes" / "kind.yaml")
+    assert set(CLUSTER_ONLY) <= set(target.faults)
 
 
 def test_phrases_parse_into_experiment_variables() -> None:

@@ -117,6 +117,41 @@ def _scaled(target: LocalTarget, args: dict[str, Any]) -> Reach:
     )
 
 
+def _flag(target: LocalTarget, args: dict[str, Any]) -> Reach:
+    # A flag is named after the service that reads it ("catalog.pricing" -> catalog).
+    service = str(args["flag"]).split(".", 1)[0]
+    replicas = _service(target, {"service": service})
+    canary = target.platform.zones[: target.platform.config.canary_zones]
+    how = (
+        f"first the replicas in zone {', '.join(canary)}, then the others"
+        if target.platform.config.staged
+        else "all at once"
+    )
+    return Reach(
+        [r for r, _ in replicas],
+        f"all {len(replicas)} replicas of {service} read the new flag value ({how})",
+    )
+
+
+def _orders_store(target: LocalTarget, args: dict[str, Any]) -> Reach:
+    replicas = _service(target, {"service": "orders"})
+    return Reach(
+        [r for r, _ in replicas],
+        f"the orders store shared by all {len(replicas)} orders replicas "
+        f"({target.platform.migration.mode} schema migration); no replica is stopped",
+    )
+
+
+def _evicted(target: LocalTarget, args: dict[str, Any]) -> Reach:
+    replicas = _service(target, args)
+    count = min(args["count"], len(replicas))
+    return Reach(
+        [r for r, _ in replicas[len(replicas) - count :]],
+        f"{count} of {len(replicas)} replicas of {args['service']} (evicted, not rescheduled "
+        "until the fault ends)",
+    )
+
+
 PHRASES: dict[str, FaultPhrase] = {
     p.word: p
     for p in (
@@ -177,6 +212,34 @@ PHRASES: dict[str, FaultPhrase] = {
             _canary,
         ),
         FaultPhrase(
+            "good-canary",
+            'a canary of "{service}" takes {weight:d}% of traffic',
+            lambda a: {"service": a["service"], "weight": a["weight"] / 100.0},
+            _canary,
+        ),
+        FaultPhrase(
+            "bad-canary-latency",
+            'a canary of "{service}" answering {ms:d} ms slower takes {weight:d}% of '
+            "traffic for {seconds:d} seconds",
+            lambda a: {
+                "service": a["service"],
+                "latency_ms": str(a["ms"]),
+                "weight": a["weight"] / 100.0,
+                "duration_s": float(a["seconds"]),
+            },
+            _canary,
+        ),
+        FaultPhrase(
+            "capacity-loss",
+            '{count:d} replicas of "{service}" lose their node for {seconds:d} seconds',
+            lambda a: {
+                "service": a["service"],
+                "count": a["count"],
+                "duration_s": float(a["seconds"]),
+            },
+            _evicted,
+        ),
+        FaultPhrase(
             "key-rotation",
             "the shared key is rotated",
             lambda a: {},
@@ -198,8 +261,66 @@ PHRASES: dict[str, FaultPhrase] = {
             },
             _scaled,
         ),
+        FaultPhrase(
+            "config-change",
+            'the "{flag}" flag is set to "{value}"',
+            lambda a: {"flag": a["flag"], "value": a["value"]},
+            _flag,
+        ),
+        # Cluster faults (Chaos Mesh on the Kubernetes target; no embedded-platform experiment).
+        FaultPhrase(
+            "network-latency",
+            '"{service}" gets {ms:d} ms of network latency for {seconds:d} seconds',
+            lambda a: {
+                "service": a["service"],
+                "latency_ms": a["ms"],
+                "duration_s": float(a["seconds"]),
+            },
+            _whole("its pods' network delayed"),
+        ),
+        FaultPhrase(
+            "packet-loss",
+            '"{service}" loses {percent:d}% of its packets for {seconds:d} seconds',
+            lambda a: {
+                "service": a["service"],
+                "loss_percent": a["percent"],
+                "duration_s": float(a["seconds"]),
+            },
+            _whole("its pods' packets dropped"),
+        ),
+        FaultPhrase(
+            "cpu-stress",
+            '"{service}" is under {percent:d}% CPU stress for {seconds:d} seconds',
+            lambda a: {
+                "service": a["service"],
+                "load_percent": a["percent"],
+                "duration_s": float(a["seconds"]),
+            },
+            _whole("CPU stress beside each pod's process"),
+        ),
+        FaultPhrase(
+            "memory-stress",
+            '"{service}" is under {mb:d} MB of memory pressure for {seconds:d} seconds',
+            lambda a: {
+                "service": a["service"],
+                "size_mb": a["mb"],
+                "duration_s": float(a["seconds"]),
+            },
+            _whole("memory pressure in each pod"),
+        ),
+        FaultPhrase(
+            "schema-migration",
+            "the orders store is migrated online",
+            lambda a: {},
+            _orders_store,
+        ),
     )
 }
+
+
+CLUSTER_ONLY = frozenset({"network-latency", "packet-loss", "cpu-stress", "memory-stress"})
+"""Fault words only cluster targets implement (the embedded platform has no network or
+resource-pressure faults); a local target refuses them in the plan, before anything runs."""
 
 
 def find(step: str) -> tuple[FaultPhrase, dict[str, Any]] | None:

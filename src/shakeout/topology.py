@@ -193,6 +193,8 @@ class ConfigRolloutSpec(_Model):
     min_requests: Annotated[int, Field(ge=0, le=100_000)] = 5
     auto_rollback: bool = True
     """A staged config whose canary zones turn unready or error is rolled back to the last good."""
+    live_reload: bool = True
+    """Services pick changes up while running; off: unstaged changes restart the flag's service."""
 
 
 class SecretsSpec(_Model):

@@ -151,7 +151,11 @@ async def test_lookup_reports_found_and_missing(shop: Shop) -> None:
         "/api/orders/lookup", json={"ids": [ids[0], "ghost", ids[2], ids[1]]}
     )
     assert response.status_code == 200
-    assert response.json() == {"found": [ids[0], ids[2], ids[1]], "missing": ["ghost"]}
+    assert response.json() == {
+        "found": [ids[0], ids[2], ids[1]],
+        "missing": ["ghost"],
+        "duplicates": {},
+    }
     missing = await shop.client.get("/api/orders/ghost")
     assert (missing.status_code, missing.json()) == (404, {"error": "not found"})
     bad = await shop.client.post("/api/orders/lookup", json={"ids": "all"})

@@ -285,7 +285,7 @@ async def test_orders_create_get_replay_and_lookup(
     assert (replay.status_code, replay.json()) == (200, created.json())
     assert (fetched.status_code, fetched.json()) == (200, created.json())
     assert unknown.status_code == 404
-    assert lookup.json() == {"found": [order_id], "missing": ["x", "y"]}
+    assert lookup.json() == {"found": [order_id], "missing": ["x", "y"], "duplicates": {}}
     assert no_key.status_code == 400
     assert bad.status_code == 400
     assert "charge_id" in bad.json()["error"]

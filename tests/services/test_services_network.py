@@ -104,7 +104,7 @@ async def test_shop_over_real_sockets(
     assert again.json()["order_id"] == order_id
     assert first.headers["X-Order-Id"] == order_id
     assert order.json()["items"] == CART["items"]
-    assert lookup.json() == {"found": [order_id], "missing": ["ghost"]}
+    assert lookup.json() == {"found": [order_id], "missing": ["ghost"], "duplicates": {}}
 
 
 async def test_wrong_key_over_real_sockets_gets_502(

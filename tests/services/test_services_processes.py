@@ -181,7 +181,7 @@ async def test_two_replicas_same_idempotency_key_make_one_order(
         replicas = {r.headers["X-Shakeout-Replica"] for r in responses}
         for url in orders_replicas:  # every replica sees every order
             lookup = await client.post(f"{url}/orders/lookup", json={"ids": order_ids}, headers=KEY)
-            assert lookup.json() == {"found": order_ids, "missing": []}
+            assert lookup.json() == {"found": order_ids, "missing": [], "duplicates": {}}
     assert replicas == {"orders-0", "orders-1"}
     conn = sqlite3.connect(tmp_path / "shared-data" / "orders.sqlite3")
     try:

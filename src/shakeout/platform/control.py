@@ -12,15 +12,24 @@ POST /v1/services/{name}/deploy        {"version", "weight", "env", "replicas"}
 POST /v1/services/{name}/promote
 POST /v1/services/{name}/rollback
 POST /v1/services/{name}/scale         {"replicas"} (null: the topology's count)
+POST /v1/services/{name}/evict         {"replicas"}: capacity loss, replicas not rescheduled
+POST /v1/services/{name}/restore       bring evicted replicas back
 POST /v1/secrets/rotate
 POST /v1/secrets/store                 {"reachable": false} takes the secret store away
+GET  /v1/secrets/status                the store's key id and every replica's key id and source
+POST /v1/secrets/old-key-check         {"service"}: is the previous key refused (401)?
+GET  /v1/config                        the live config (feature flags), canary, last outcome
+POST /v1/config                        {"flags": {...}}: staged config change (see config.py)
+POST /v1/config/revert                 restore the config in force before the last change
+GET  /v1/migrations/orders             the orders store's schema state
+POST /v1/migrations/orders             {"to": "v2" | "v1"}: migrate the orders store's schema
 =====================================  ===========================================================
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
@@ -30,6 +39,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shakeout.errors import PlatformError
+from shakeout.platform import secrets as platform_secrets
 from shakeout.platform.supervisor import NotFound, Supervisor
 
 
@@ -48,6 +58,34 @@ class ScaleRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     replicas: int | None = Field(default=None, ge=0, le=50)
+
+
+class EvictRequest(BaseModel):
+    """Body of ``POST /v1/services/{name}/evict``."""
+
+    model_config = ConfigDict(extra="forbid")
+    replicas: int = Field(ge=1, le=50)
+
+
+class ConfigRequest(BaseModel):
+    """Body of ``POST /v1/config``."""
+
+    model_config = ConfigDict(extra="forbid")
+    flags: dict[str, str] = Field(min_length=1)
+
+
+class OldKeyRequest(BaseModel):
+    """Body of ``POST /v1/secrets/old-key-check``."""
+
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=40)
+
+
+class MigrateRequest(BaseModel):
+    """Body of ``POST /v1/migrations/orders``."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: Literal["v1", "v2"]
 
 
 class StoreRequest(BaseModel):
@@ -132,12 +170,45 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
         count = await supervisor.scale(request.path_params["service"], body.replicas)
         return JSONResponse({"service": request.path_params["service"], "replicas": count})
 
+    async def evict(request: Request) -> JSONResponse:
+        body = EvictRequest.model_validate(await _body(request))
+        ids = await supervisor.evict(request.path_params["service"], body.replicas)
+        return JSONResponse({"service": request.path_params["service"], "evicted": ids})
+
+    async def restore(request: Request) -> JSONResponse:
+        count = await supervisor.restore_capacity(request.path_params["service"])
+        return JSONResponse({"service": request.path_params["service"], "restored": count})
+
     async def rotate(request: Request) -> JSONResponse:
         return JSONResponse({"rotated_at": supervisor.rotate_key()})
 
     async def secret_store(request: Request) -> JSONResponse:
         body = StoreRequest.model_validate(await _body(request))
         return JSONResponse({"reachable": supervisor.secret_store(body.reachable)})
+
+    async def secrets_status(request: Request) -> JSONResponse:
+        return JSONResponse(await platform_secrets.key_status(supervisor))
+
+    async def old_key_check(request: Request) -> JSONResponse:
+        body = OldKeyRequest.model_validate(await _body(request))
+        return JSONResponse(await platform_secrets.probe_old_key(supervisor, body.service))
+
+    async def config_status(request: Request) -> JSONResponse:
+        return JSONResponse(supervisor.config.status())
+
+    async def config_apply(request: Request) -> JSONResponse:
+        body = ConfigRequest.model_validate(await _body(request))
+        return JSONResponse(await supervisor.config.apply(body.flags))
+
+    async def config_revert(request: Request) -> JSONResponse:
+        return JSONResponse(await supervisor.config.revert())
+
+    async def migration_status(request: Request) -> JSONResponse:
+        return JSONResponse(await supervisor.migrations.status())
+
+    async def migrate(request: Request) -> JSONResponse:
+        body = MigrateRequest.model_validate(await _body(request))
+        return JSONResponse(await supervisor.migrations.migrate(body.to))
 
     app = Starlette(
         routes=[
@@ -150,8 +221,17 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             Route("/v1/services/{service}/promote", promote, methods=["POST"]),
             Route("/v1/services/{service}/rollback", rollback, methods=["POST"]),
             Route("/v1/services/{service}/scale", scale, methods=["POST"]),
+            Route("/v1/services/{service}/evict", evict, methods=["POST"]),
+            Route("/v1/services/{service}/restore", restore, methods=["POST"]),
             Route("/v1/secrets/rotate", rotate, methods=["POST"]),
             Route("/v1/secrets/store", secret_store, methods=["POST"]),
+            Route("/v1/secrets/status", secrets_status),
+            Route("/v1/secrets/old-key-check", old_key_check, methods=["POST"]),
+            Route("/v1/config", config_status),
+            Route("/v1/config", config_apply, methods=["POST"]),
+            Route("/v1/config/revert", config_revert, methods=["POST"]),
+            Route("/v1/migrations/orders", migration_status),
+            Route("/v1/migrations/orders", migrate, methods=["POST"]),
         ],
         exception_handlers={
             NotFound: lambda req, exc: _error(404, str(exc)),

@@ -39,9 +39,18 @@ class PlatformClient:
         """Close the HTTP connection pool."""
         self._http.close()
 
-    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
         try:
-            response = self._http.request(method, path, json=json)
+            if timeout_s is None:
+                response = self._http.request(method, path, json=json)
+            else:  # long operations (staged config, migrations) answer when they are done
+                response = self._http.request(method, path, json=json, timeout=timeout_s)
         except httpx.TransportError as exc:
             raise PlatformUnreachable(
                 f"platform {self.state.target!r}: control API at {self.state.control_url} "
@@ -110,10 +119,57 @@ class PlatformClient:
         result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/scale", body)
         return result
 
+    def evict(self, service: str, replicas: int) -> dict[str, Any]:
+        """Capacity loss: remove ``replicas`` of a service's stable version until restored."""
+        body = {"replicas": replicas}
+        result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/evict", body)
+        return result
+
+    def restore(self, service: str) -> dict[str, Any]:
+        """Bring back the replicas a capacity loss removed (a no-op when there are none)."""
+        result: dict[str, Any] = self._call("POST", f"/v1/services/{service}/restore")
+        return result
+
     def secret_store(self, reachable: bool) -> dict[str, Any]:
         """Take the secret store away (``False``) or bring it back (``True``)."""
         body = {"reachable": reachable}
         result: dict[str, Any] = self._call("POST", "/v1/secrets/store", body)
+        return result
+
+    def secrets_status(self) -> dict[str, Any]:
+        """The secret store's key id and every replica's key id and source (store/cache)."""
+        result: dict[str, Any] = self._call("GET", "/v1/secrets/status")
+        return result
+
+    def old_key_check(self, service: str) -> dict[str, Any]:
+        """Call a replica of ``service`` with the previous key; ``refused`` when it got 401."""
+        body = {"service": service}
+        result: dict[str, Any] = self._call("POST", "/v1/secrets/old-key-check", body)
+        return result
+
+    def config(self) -> dict[str, Any]:
+        """The live config (feature flags), any canary stage and the last change's outcome."""
+        result: dict[str, Any] = self._call("GET", "/v1/config")
+        return result
+
+    def set_flags(self, flags: dict[str, str], timeout_s: float = 60.0) -> dict[str, Any]:
+        """Change feature flags; returns when the (staged) rollout is applied or rolled back."""
+        result: dict[str, Any] = self._call("POST", "/v1/config", {"flags": flags}, timeout_s)
+        return result
+
+    def revert_config(self) -> dict[str, Any]:
+        """Restore the config in force before the last change (a no-op when unchanged)."""
+        result: dict[str, Any] = self._call("POST", "/v1/config/revert")
+        return result
+
+    def migration_status(self) -> dict[str, Any]:
+        """The orders store's schema state (schema, target, phase, tables)."""
+        result: dict[str, Any] = self._call("GET", "/v1/migrations/orders")
+        return result
+
+    def migrate_orders(self, to: str, timeout_s: float = 120.0) -> dict[str, Any]:
+        """Migrate the orders store to schema ``to``; returns when the migration is done."""
+        result: dict[str, Any] = self._call("POST", "/v1/migrations/orders", {"to": to}, timeout_s)
         return result
 
     def rotate_key(self) -> dict[str, Any]:

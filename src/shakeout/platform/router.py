@@ -5,8 +5,15 @@ It plays the part of a Kubernetes Service plus a small slice of a mesh sidecar:
 * traffic goes only to routable replicas (ready ones, when health checks are on);
 * traffic is split between versions by weight (canary), round-robin within a version;
 * an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, or any request carrying an
-  ``Idempotency-Key``) that fails to connect or gets 502/503/504 is retried on another replica;
-* a replica is ejected for a while after consecutive failures (outlier detection).
+  ``Idempotency-Key``) that fails to connect or gets a 5xx is retried on another replica
+  (Envoy's ``retry_on: 5xx``);
+* a replica is ejected for a while after consecutive failures (outlier detection);
+* a replica of a service with a capacity (``platform.capacity``, requests per second) serves
+  at most that rate: beyond it the request is answered 503 at once, as a saturated server
+  would, and retried elsewhere where that is allowed;
+* every arrival and every attempt's outcome is recorded (``Supervisor.traffic``) for the
+  autoscaler and the canary analysis, and a gateway's ``X-Shakeout-Breaker`` header changes
+  become ``breaker_opened`` / ``breaker_closed`` events.
 
 The router is an ASGI app served by uvicorn on several sockets at once; the listening port of a
 request (``scope["server"]``) says which service it is for. Upstream calls use aiohttp: inside
@@ -35,7 +42,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_RETRY_STATUS = frozenset({502, 503, 504})
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
+_BREAKER_HEADER = b"x-shakeout-breaker"
+SATURATION_BURST_S = 1.0
+"""A replica's token bucket holds one second of its capacity: a short burst passes (as a
+server's queue would absorb it), a sustained rate beyond the capacity does not."""
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -56,6 +67,32 @@ class _NoReplica(Exception):
     pass
 
 
+class _Bucket:
+    """A token bucket: ``rate`` requests per second with a burst of ``burst``.
+
+    Hand-written (a dozen lines) because the router must refuse at once when the bucket is
+    empty, as a saturated server does; rate-limiter libraries such as aiolimiter make the
+    caller wait for capacity instead.
+    """
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 class Router:
     """ASGI app routing each service port to that service's replicas."""
 
@@ -67,6 +104,9 @@ class Router:
         self._failures: dict[str, int] = {}
         self._ejected_until: dict[str, float] = {}
         self._rng = random.Random()
+        self._buckets: dict[str, _Bucket] = {}
+        self._breakers: dict[str, str] = {}
+        self.in_flight: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
             total=self.policy.timeout_s, sock_connect=self.policy.connect_timeout_s
@@ -132,6 +172,41 @@ class Router:
             self._ejected_until[replica.id] = time.monotonic() + self.policy.ejection_s
             self.supervisor.event("replica_ejected", replica=replica.id, failures=count)
 
+    def _admit(self, replica: Replica) -> bool:
+        """Whether the replica has capacity for one more request now."""
+        rate = self.supervisor.spec.capacity.get(replica.service)
+        if rate is None:
+            return True
+        now = time.monotonic()
+        bucket = self._buckets.get(replica.id)
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[replica.id] = _Bucket(
+                rate, max(1.0, rate * SATURATION_BURST_S), now
+            )
+        return bucket.take(now)
+
+    def _watch_breaker(self, replica: Replica, headers: list[tuple[bytes, bytes]]) -> None:
+        """Turn a change of a replica's reported breaker state into a platform event."""
+        for key, value in headers:
+            if key.lower() != _BREAKER_HEADER:
+                continue
+            for part in value.decode("latin-1").split(","):
+                dependency, _, state = part.strip().partition("=")
+                ident = f"{replica.id}/{dependency}"
+                before = self._breakers.get(ident, "closed")
+                if state == before:
+                    continue
+                self._breakers[ident] = state
+                if state == "open":
+                    self.supervisor.event(
+                        "breaker_opened", replica=replica.id, dependency=dependency
+                    )
+                elif state == "closed":
+                    self.supervisor.event(
+                        "breaker_closed", replica=replica.id, dependency=dependency
+                    )
+            return
+
     # -- ASGI --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,12 +255,24 @@ class Router:
         tried: set[str] = set()
         attempts = 1 + (self.policy.retries if retryable else 0)
         error = "no ready replica"
+        traffic = self.supervisor.traffic
+        traffic.arrival(service)
+        saturated = False
         for _ in range(attempts):
             try:
                 replica = self.pick(service, tried)
             except _NoReplica:
                 break
             tried.add(replica.id)
+            if not self._admit(replica):
+                # The replica is at capacity: it answers 503 at once. That is its answer (the
+                # canary analysis sees it) but not a sign of a broken replica (no ejection).
+                traffic.outcome(service, replica.version, 0.0, ok=False)
+                error, saturated = f"upstream {replica.id} saturated", True
+                continue
+            saturated = False
+            started = time.monotonic()
+            self.in_flight[replica.id] = self.in_flight.get(replica.id, 0) + 1
             try:
                 async with self.session.request(
                     method,
@@ -199,17 +286,23 @@ class Router:
                     out = [(k, v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
             except TimeoutError:
                 self._record(replica, ok=False)
+                traffic.outcome(service, replica.version, time.monotonic() - started, ok=False)
                 error = f"upstream {replica.id} timed out"
                 continue
             except aiohttp.ClientError as exc:
                 self._record(replica, ok=False)
+                traffic.outcome(service, replica.version, time.monotonic() - started, ok=False)
                 error = f"upstream {replica.id} unreachable ({type(exc).__name__})"
                 continue
+            finally:
+                self.in_flight[replica.id] -= 1
             self._record(replica, ok=status < 500)
+            traffic.outcome(service, replica.version, time.monotonic() - started, status < 500)
+            self._watch_breaker(replica, out)
             if status in _RETRY_STATUS and len(tried) < attempts:
                 continue
             return status, out, content
-        status = 503 if error == "no ready replica" else 502
+        status = 503 if error == "no ready replica" or saturated else 502
         payload = json.dumps({"error": error, "service": service}).encode()
         return (
             status,

@@ -33,6 +33,13 @@ import aiohttp
 
 from shakeout._process import die_with_parent
 from shakeout.errors import PlatformError
+from shakeout.platform.analysis import CanaryAnalysis
+from shakeout.platform.autoscaler import Autoscaler
+from shakeout.platform.config import ConfigManager
+from shakeout.platform.migration import MigrationJob
+from shakeout.platform.secrets import audit, watch_outage
+from shakeout.platform.traffic import TrafficStats
+from shakeout.services._common import key_id
 from shakeout.topology import LocalTarget, ServiceSpec, expand, python_executable
 
 ReplicaState = Literal["starting", "running", "frozen", "backoff", "stopped"]
@@ -102,6 +109,7 @@ class Rollout:
     status: Literal["progressing", "available", "rolled_back", "promoted"] = "progressing"
     reason: str = ""
     ended_at: float | None = None
+    analysis: dict[str, Any] | None = None  # canary analysis figures and decision
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view for the control API."""
@@ -112,6 +120,7 @@ class Rollout:
             "reason": self.reason,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "analysis": self.analysis,
         }
 
 
@@ -127,6 +136,8 @@ class Service:
     weights: dict[str, float] = field(default_factory=dict)
     rollout: Rollout | None = None
     desired_replicas: int = 0
+    pinned: bool = False  # an explicit scale holds the count: the autoscaler leaves it alone
+    evicted: int = 0  # replicas removed by a capacity-loss fault, brought back by restore
 
     def versions(self) -> dict[str, float]:
         """Traffic weight per version."""
@@ -143,6 +154,8 @@ class Supervisor:
         self.log_dir = state_dir / "logs"
         self.data_dir = state_dir / "data"
         self.secret_file = state_dir / "shared-key.json"
+        self.config = ConfigManager(self)  # live config (feature flags), staged rollout
+        self.migrations = MigrationJob(self)  # orders store schema migrations
         self.events: deque[dict[str, Any]] = deque(maxlen=5000)
         self._events_file = state_dir / "events.jsonl"
         self._seq = itertools.count(1)
@@ -151,6 +164,9 @@ class Supervisor:
         self._probe_client: aiohttp.ClientSession | None = None
         self._stopping = False
         self.on_change: list[Any] = []
+        self.traffic = TrafficStats()  # filled by the router, read by the controllers below
+        self.autoscaler = Autoscaler(self)
+        self.analysis = CanaryAnalysis(self)
         self.services: dict[str, Service] = {
             name: Service(
                 name=name,
@@ -179,6 +195,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.write_secret(secrets.token_urlsafe(24), previous=None)
+        self.config.start()
         self._probe_client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True), trust_env=False
         )
@@ -187,6 +204,10 @@ class Supervisor:
                 await self._add_replica(svc, svc.stable_version, dict(svc.spec.env))
         self._spawn(self._probe_loop())
         self._spawn(self._rollout_loop())
+        if self.autoscaler.enabled:
+            self._spawn(self.autoscaler.run())
+        if self.analysis.enabled:
+            self._spawn(self.analysis.run())
         self.event("platform_started", target=self.target.name)
 
     async def stop(self) -> None:
@@ -263,11 +284,16 @@ class Supervisor:
                 "SHAKEOUT_REPLICA": replica.id,
                 "SHAKEOUT_SECRET_FILE": str(self.secret_file),
                 "SHAKEOUT_DATA_DIR": str(self.data_dir),
+                "SHAKEOUT_CONFIG_FILE": str(self.config.path),
+                "SHAKEOUT_KEY_REFRESH_S": str(self.spec.secrets.refresh_s),
+                "SHAKEOUT_KEY_CACHE_TTL_S": str(self.spec.secrets.cache_ttl_s),
                 "PYTHONUNBUFFERED": "1",
             }
         )
         for name, svc in self.services.items():
             env[f"{name.upper().replace('-', '_')}_URL"] = f"http://127.0.0.1:{svc.port}"
+        if replica.service == self.spec.gateway:  # platform.dependencies: timeouts, breaker
+            env.update(self.spec.dependencies.gateway_env())
         env.update({k: expand(v, values) for k, v in replica.env.items()})
         env["_SHAKEOUT_COMMAND"] = json.dumps(
             [expand(p, values) for p in self.services[replica.service].spec.command]
@@ -472,9 +498,15 @@ class Supervisor:
         self._changed()
         return rollout
 
-    async def scale(self, name: str, replicas: int | None) -> int:
-        """Set the number of replicas of the stable version (None: the topology's count)."""
+    async def scale(self, name: str, replicas: int | None, *, autoscaled: bool = False) -> int:
+        """Set the number of replicas of the stable version (None: the topology's count).
+
+        An explicit count pins the service (the autoscaler leaves it alone) until a scale to
+        the topology's count (None) unpins it; the autoscaler's own calls pass ``autoscaled``.
+        """
         svc = self.find_service(name)
+        if not autoscaled:
+            svc.pinned = replicas is not None
         if replicas is None:
             replicas = svc.spec.replicas
         if not 0 <= replicas <= 50:
@@ -486,9 +518,39 @@ class Supervisor:
         doomed = stable[replicas:]
         svc.replicas = [r for r in svc.replicas if r not in doomed]
         await asyncio.gather(*(self._stop_replica(r, grace_s=1.0) for r in doomed))
-        self.event("scaled", service=name, replicas=replicas)
+        if not autoscaled:
+            self.event("scaled", service=name, replicas=replicas)
         self._changed()
         return replicas
+
+    async def evict(self, name: str, count: int) -> list[str]:
+        """Capacity loss: ``count`` stable replicas lose their node and are not rescheduled.
+
+        They stay gone until ``restore_capacity``; only the autoscaler (when on) adds replicas
+        meanwhile, from the load it sees.
+        """
+        svc = self.find_service(name)
+        if count < 1:
+            raise PlatformError(f"count must be at least 1, got {count}")
+        stable = [r for r in svc.replicas if r.version == svc.stable_version]
+        doomed = stable[len(stable) - min(count, len(stable)) :]
+        svc.replicas = [r for r in svc.replicas if r not in doomed]
+        svc.evicted += len(doomed)
+        await asyncio.gather(*(self._stop_replica(r, grace_s=0.1) for r in doomed))
+        self.event("capacity_removed", service=name, replicas=[r.id for r in doomed])
+        self._changed()
+        return [r.id for r in doomed]
+
+    async def restore_capacity(self, name: str) -> int:
+        """Bring back the replicas a capacity loss evicted (idempotent); how many came back."""
+        svc = self.find_service(name)
+        count, svc.evicted = svc.evicted, 0
+        for _ in range(count):
+            await self._add_replica(svc, svc.stable_version, dict(svc.spec.env))
+        if count:
+            self.event("capacity_restored", service=name, replicas=count)
+        self._changed()
+        return count
 
     async def _rollout_loop(self) -> None:
         policy = self.spec.rollout
@@ -576,8 +638,11 @@ class Supervisor:
         if not self.secret_file.exists():
             raise PlatformError("the secret store is down: bring it back before rotating")
         current = json.loads(self.secret_file.read_text(encoding="utf-8"))["current"]
-        rotated_at = self.write_secret(secrets.token_urlsafe(24), previous=current)
-        self.event("key_rotated", overlap_s=self.spec.key_overlap_s)
+        new = secrets.token_urlsafe(24)
+        rotated_at = self.write_secret(new, previous=current)
+        ids = {"key_id": key_id(new), "previous_key_id": key_id(current)}
+        self.event("key_rotated", overlap_s=self.spec.key_overlap_s, **ids)
+        audit(self, "key_rotated", rotated_at=rotated_at, overlap_s=self.spec.key_overlap_s, **ids)
         return rotated_at
 
     def secret_store(self, reachable: bool) -> bool:
@@ -590,9 +655,12 @@ class Supervisor:
         if not reachable and self.secret_file.exists():
             os.replace(self.secret_file, offline)
             self.event("secret_store_down")
+            audit(self, "secret_store_down")
+            self._spawn(watch_outage(self))  # records which replicas serve from their cache
         elif reachable and offline.exists():
             os.replace(offline, self.secret_file)
             self.event("secret_store_up")
+            audit(self, "secret_store_up")
         return self.secret_file.exists()
 
     # -- views -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -23,9 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
+from .flags import DEFAULTS, ConfigView, parse_config
+
 log = logging.getLogger("shakeout.services")
 
-HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/statusz"})
 KEY_HEADER = "X-Shakeout-Key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_CHARS = 200
@@ -34,6 +37,9 @@ MAX_ITEMS = 100
 MAX_QUANTITY = 1000
 MAX_LOOKUP_IDS = 10_000
 KEY_CHECK_INTERVAL_S = 0.2
+KEY_CACHE_TTL_S = 300.0
+"""How long cached credentials stay usable while the secret store is unreachable (default)."""
+CONFIG_CHECK_INTERVAL_S = 0.2
 
 _KEY_HEADER_RAW = KEY_HEADER.lower().encode("latin-1")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -62,6 +68,11 @@ def _env_float(environ: Mapping[str, str], name: str, low: float, high: float) -
     return value
 
 
+def _env_path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
 def _env_url(environ: Mapping[str, str], name: str) -> str | None:
     raw = environ.get(name, "").strip().rstrip("/")
     return raw or None
@@ -85,6 +96,9 @@ class Settings:
     error_rate: float
     extra_latency_ms: float
     not_ready: bool
+    config_file: Path | None = None
+    key_cache_ttl_s: float = KEY_CACHE_TTL_S
+    key_refresh_s: float = KEY_CHECK_INTERVAL_S
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +124,17 @@ class Settings:
             error_rate=_env_float(env, "SHAKEOUT_ERROR_RATE", 0.0, 1.0),
             extra_latency_ms=_env_float(env, "SHAKEOUT_EXTRA_LATENCY_MS", 0.0, 600_000.0),
             not_ready=_env_bool(env, "SHAKEOUT_NOT_READY"),
+            config_file=_env_path(env, "SHAKEOUT_CONFIG_FILE"),
+            key_cache_ttl_s=(
+                _env_float(env, "SHAKEOUT_KEY_CACHE_TTL_S", 0.0, 86_400.0)
+                if env.get("SHAKEOUT_KEY_CACHE_TTL_S", "").strip()
+                else KEY_CACHE_TTL_S
+            ),
+            key_refresh_s=(
+                _env_float(env, "SHAKEOUT_KEY_REFRESH_S", 0.01, 60.0)
+                if env.get("SHAKEOUT_KEY_REFRESH_S", "").strip()
+                else KEY_CHECK_INTERVAL_S
+            ),
         )
 
     def identity_headers(self) -> list[tuple[bytes, bytes]]:
@@ -162,23 +187,63 @@ def _parse_secret(data: Any) -> _Keys:
     )
 
 
-class KeyStore:
-    """The shared key, re-read from its JSON file when the file's identity, mtime or size change.
+def key_id(key: str | bytes) -> str:
+    """A short, non-secret fingerprint of a key (what status pages and audit records show)."""
+    raw = key.encode() if isinstance(key, str) else key
+    return hashlib.sha256(raw).hexdigest()[:12]
 
-    The file is stat'ed at most every ``check_interval_s``; no watcher thread. A file that goes
-    missing or invalid after a good load keeps the last good keys (the platform replaces it
-    atomically, so that only happens when someone breaks it by hand).
+
+class KeyStore:
+    """The shared key, fetched from the secret store (a JSON file standing in for it).
+
+    The store is polled at most every ``check_interval_s`` (on the request path; no watcher
+    thread) and re-read when the file's identity, mtime or size change. When the store is
+    unreachable (the file is missing or invalid) the last good keys stay in use as cached
+    credentials for ``cache_ttl_s`` after the last successful fetch; after that the store fails
+    closed (no key: 503). ``cache_ttl_s=0`` means no cache at all; ``None`` caches forever.
     """
 
-    def __init__(self, path: Path, check_interval_s: float = KEY_CHECK_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        check_interval_s: float = KEY_CHECK_INTERVAL_S,
+        cache_ttl_s: float | None = None,
+    ) -> None:
         """Load the file now; a missing or invalid file leaves the store not loaded."""
         self.path = path
         self._interval = check_interval_s
+        self._ttl = cache_ttl_s
         self._next_check = 0.0
         self._signature: tuple[int, int, int] | None = None
         self._keys: _Keys | None = None
+        self._fetched_at = 0.0
+        self._store_down_since: float | None = None
         self.error: str | None = "not loaded yet"
         self.refresh(force=True)
+
+    @property
+    def source(self) -> str:
+        """Where the keys in use come from: ``store``, ``cache`` (store unreachable) or ``none``."""
+        if self._keys is None:
+            return "none"
+        return "store" if self._store_down_since is None else "cache"
+
+    def status(self) -> dict[str, Any]:
+        """Non-secret view: key id, source, age of the cache, last error."""
+        keys = self._keys
+        now = time.monotonic()
+        return {
+            "key_id": None if keys is None else key_id(keys.current),
+            "previous_key_id": None
+            if keys is None or keys.previous is None
+            else key_id(keys.previous),
+            "source": self.source,
+            "cached_for_s": None
+            if self._store_down_since is None
+            else round(now - self._store_down_since, 3),
+            "cache_ttl_s": self._ttl,
+            "error": self.error,
+        }
 
     @property
     def loaded(self) -> bool:
@@ -199,21 +264,35 @@ class KeyStore:
         try:
             st = os.stat(self.path)
         except OSError as exc:
-            self._fail(f"cannot stat {self.path}: {exc.strerror}")
+            self._fail(f"secret store unreachable: cannot stat {self.path}: {exc.strerror}")
             return
         signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if signature == self._signature:
-            return
-        try:
-            keys = _parse_secret(json.loads(self.path.read_bytes()))
-        except (OSError, ValueError) as exc:
-            self._fail(f"invalid key file {self.path}: {exc}")
-            return
-        self._signature = signature
-        self._keys = keys
+        if signature != self._signature:
+            try:
+                keys = _parse_secret(json.loads(self.path.read_bytes()))
+            except (OSError, ValueError) as exc:
+                self._fail(f"invalid key file {self.path}: {exc}")
+                return
+            self._signature = signature
+            self._keys = keys
+        if self._store_down_since is not None:
+            log.warning("secret store reachable again; cached credentials replaced")
+        self._fetched_at = now
+        self._store_down_since = None
         self.error = None
 
     def _fail(self, message: str) -> None:
+        now = time.monotonic()
+        if self._store_down_since is None:
+            self._store_down_since = now
+        if self._keys is not None and self._ttl is not None and now - self._fetched_at >= self._ttl:
+            # The cache is spent: fail closed rather than trust a key the store may have
+            # revoked since. Forget the file signature so the next good fetch re-reads it.
+            self._keys = None
+            self._signature = None
+            message = f"{message}; cached key expired (cache TTL {self._ttl:g} s)"
+        elif self._keys is not None:
+            message = f"{message}; serving with cached key"
         if message != self.error:
             log.warning("%s", message)
         self.error = message
@@ -230,6 +309,94 @@ class KeyStore:
             and hmac.compare_digest(presented, keys.previous)
             and time.time() < keys.previous_until
         )
+
+
+class ConfigStore:
+    """The live config (feature flags) this replica applies, re-read when the platform changes it.
+
+    Like ``KeyStore``: the platform's config file is stat'ed at most every
+    ``check_interval_s`` on the request path and re-read when it changes; a file that goes
+    missing or invalid keeps the last good config. Without a file (``path=None``) the flags keep
+    their defaults. It also counts the requests served and the 5xx answered under the current
+    config version, which the platform's staged config rollout reads from ``/statusz``.
+    """
+
+    def __init__(
+        self, path: Path | None, zone: str, check_interval_s: float = CONFIG_CHECK_INTERVAL_S
+    ) -> None:
+        """Load the file now (if any); counters start at zero."""
+        self.path = path
+        self.zone = zone
+        self._interval = check_interval_s
+        self._next_check = 0.0
+        self._signature: tuple[int, int, int] | None = None
+        self.view = ConfigView(0, dict(DEFAULTS))
+        self.error: str | None = None
+        self.requests = 0
+        self.errors = 0
+        self.refresh(force=True)
+
+    @property
+    def flags(self) -> dict[str, str]:
+        """The flag values in force."""
+        return self.view.flags
+
+    @property
+    def version(self) -> int:
+        """The config version in force (0: defaults, no file read yet)."""
+        return self.view.version
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Re-read the file if it changed; cheap enough to call on every request."""
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if not force and now < self._next_check:
+            return
+        self._next_check = now + self._interval
+        try:
+            st = os.stat(self.path)
+            signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if signature == self._signature:
+                return
+            view = parse_config(json.loads(self.path.read_bytes()), self.zone)
+        except (OSError, ValueError) as exc:
+            message = f"config file {self.path}: {exc}; keeping config v{self.view.version}"
+            if message != self.error:
+                log.warning("%s", message)
+            self.error = message
+            return
+        self._signature = signature
+        self.error = None
+        if view.version != self.view.version:
+            self.requests = self.errors = 0  # the counters judge one config version
+            log.warning("config v%d applied: %s", view.version, view.flags)
+        self.view = view
+
+    def record(self, status: int) -> None:
+        """Count one answered request under the current config version."""
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
+
+    def status(self) -> dict[str, Any]:
+        """What ``/statusz`` shows: version, flags, counters, last error."""
+        return {
+            "version": self.view.version,
+            "flags": self.view.flags,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error": self.error,
+        }
+
+
+def key_store(settings: Settings) -> KeyStore:
+    """The service's key store, polling and caching as the platform configured it."""
+    return KeyStore(
+        settings.secret_file,
+        check_interval_s=settings.key_refresh_s,
+        cache_ttl_s=settings.key_cache_ttl_s,
+    )
 
 
 def json_error(status: int, message: str, **extra: str) -> JSONResponse:
@@ -252,10 +419,23 @@ class ShakeoutMiddleware:
     (internal services only), then suffer SHAKEOUT_EXTRA_LATENCY_MS and SHAKEOUT_ERROR_RATE.
     """
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, keys: KeyStore, internal: bool) -> None:
-        """Wrap ``app``; ``internal`` services require the shared key on non-health paths."""
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        keys: KeyStore,
+        internal: bool,
+        config: ConfigStore | None = None,
+    ) -> None:
+        """Wrap ``app``; ``internal`` services require the shared key on non-health paths.
+
+        With ``config``, the live config is refreshed before and every non-health answer is
+        counted under its version (the staged config rollout's error figures).
+        """
         self.app = app
         self.keys = keys
+        self.config = config
         self.internal = internal
         self.identity = settings.identity_headers()
         self.latency_s = settings.extra_latency_ms / 1000.0
@@ -271,12 +451,17 @@ class ShakeoutMiddleware:
             return
         started = False
         identity = self.identity
+        config = self.config if scope["path"] not in HEALTH_PATHS else None
+        if config is not None:
+            config.refresh()
 
         async def send_with_identity(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 message = {**message, "headers": [*message.get("headers", ()), *identity]}
+                if config is not None:
+                    config.record(int(message["status"]))
             await send(message)
 
         try:
@@ -446,8 +631,14 @@ def build_app(
     internal: bool,
     ready_check: ReadyCheck | None = None,
     lifespan: Lifespan[Starlette] | None = None,
+    config: ConfigStore | None = None,
 ) -> Starlette:
-    """Assemble a service: health routes, ``routes``, JSON errors and ShakeoutMiddleware."""
+    """Assemble a service: health routes, ``routes``, JSON errors and ShakeoutMiddleware.
+
+    ``config`` is the service's live config (one is made from ``settings`` when not given);
+    ``/statusz`` shows it with the key in use (by id) so the platform can check both.
+    """
+    live = config if config is not None else ConfigStore(settings.config_file, settings.zone)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -458,6 +649,7 @@ def build_app(
             reason = "SHAKEOUT_NOT_READY is set"
         else:
             keys.refresh()
+            live.refresh()
             reason = keys.error if not keys.loaded else None
             if reason is None and ready_check is not None:
                 reason = await ready_check()
@@ -465,18 +657,36 @@ def build_app(
             return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    async def statusz(request: Request) -> Response:
+        keys.refresh()
+        live.refresh()
+        return JSONResponse(
+            {
+                "service": settings.service,
+                "replica": settings.replica,
+                "version": settings.version,
+                "zone": settings.zone,
+                "key": keys.status(),
+                "config": live.status(),
+            }
+        )
+
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/statusz", statusz, methods=["GET"]),
             *routes,
         ],
         middleware=[
-            Middleware(ShakeoutMiddleware, settings=settings, keys=keys, internal=internal)
+            Middleware(
+                ShakeoutMiddleware, settings=settings, keys=keys, internal=internal, config=live
+            )
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_exception},
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.keys = keys
+    app.state.config = live
     return app

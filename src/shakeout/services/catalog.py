@@ -1,4 +1,10 @@
-"""Catalog: the fixed list of products and their prices (internal; requires the shared key)."""
+"""Catalog: the fixed list of products and their prices (internal; requires the shared key).
+
+Prices follow the live ``catalog.pricing`` flag (see ``flags``): ``list`` serves the seed
+prices, ``sale`` takes 10% off, ``dynamic`` would ask a pricing engine the shop does not run and
+so fails every product request with 503 (and readiness), and a value the catalog does not know
+(a typo shipped by a platform that does not validate config) fails them with 500.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._common import KeyStore, build_app, json_error, load_settings
+from ._common import ApiError, ConfigStore, build_app, json_error, key_store, load_settings
+
+SALE_PERCENT_OFF = 10
 
 _SEED: tuple[tuple[str, int], ...] = (
     ("Trail running shoes", 8999),
@@ -41,24 +49,69 @@ PRODUCTS: tuple[dict[str, str | int], ...] = tuple(
 """The seed products: ids ``p1`` .. ``p20``."""
 
 
+def priced(mode: str) -> tuple[dict[str, str | int], ...]:
+    """The products with prices under a ``catalog.pricing`` mode; ApiError if it cannot price."""
+    if mode == "list":
+        return PRODUCTS
+    if mode == "sale":
+        return tuple(
+            {**p, "price_cents": int(p["price_cents"]) * (100 - SALE_PERCENT_OFF) // 100}
+            for p in PRODUCTS
+        )
+    if mode == "dynamic":
+        raise ApiError("catalog.pricing=dynamic: the dynamic pricing engine is not deployed", 503)
+    raise ApiError(f"catalog.pricing: unknown pricing mode {mode!r}", 500)
+
+
+class _Bodies:
+    """Encoded product bodies for one pricing mode, rebuilt only when the mode changes."""
+
+    def __init__(self) -> None:
+        self.mode: str | None = None
+        self.all = b""
+        self.one: dict[str, bytes] = {}
+
+    def get(self, mode: str) -> _Bodies:
+        if mode != self.mode:
+            products = priced(mode)  # raises before anything is replaced
+            self.all = json.dumps({"products": list(products)}, separators=(",", ":")).encode()
+            self.one = {
+                str(p["id"]): json.dumps(p, separators=(",", ":")).encode() for p in products
+            }
+            self.mode = mode
+        return self
+
+
 def create_app() -> Starlette:
     """Build the catalog app from the environment."""
     settings = load_settings("catalog")
-    keys = KeyStore(settings.secret_file)
-    all_body = json.dumps({"products": list(PRODUCTS)}, separators=(",", ":")).encode()
-    one_body = {str(p["id"]): json.dumps(p, separators=(",", ":")).encode() for p in PRODUCTS}
+    keys = key_store(settings)
+    config = ConfigStore(settings.config_file, settings.zone)
+    bodies = _Bodies()
+
+    def current() -> _Bodies:
+        return bodies.get(config.flags["catalog.pricing"])
 
     async def list_products(request: Request) -> Response:
-        return Response(all_body, media_type="application/json")
+        return Response(current().all, media_type="application/json")
 
     async def get_product(request: Request) -> Response:
-        body = one_body.get(request.path_params["product_id"])
+        body = current().one.get(request.path_params["product_id"])
         if body is None:
             return json_error(404, "not found")
         return Response(body, media_type="application/json")
+
+    async def ready_check() -> str | None:
+        # The catalog is not ready when its live config cannot price products: a staged config
+        # rollout sees it, and a health-checked router stops sending it traffic.
+        try:
+            current()
+        except ApiError as exc:
+            return f"config v{config.version}: {exc.message}"
+        return None
 
     routes = [
         Route("/products", list_products, methods=["GET"]),
         Route("/products/{product_id}", get_product, methods=["GET"]),
     ]
-    return build_app(settings, keys, routes, internal=True)
+    return build_app(settings, keys, routes, internal=True, ready_check=ready_check, config=config)

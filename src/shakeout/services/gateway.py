@@ -2,6 +2,15 @@
 
 Upstream calls go through an ``Upstream``: in production one shared ``aiohttp.ClientSession``
 (``AiohttpUpstream``) opened and closed by the app's lifespan; tests pass their own.
+
+Payments is the external provider, the dependency expected to degrade. Toward it the gateway
+applies the policy the platform passes in its environment (``platform.dependencies.payments``
+of the target file, see ``PaymentsPolicy``): a per-call timeout, retries with exponential
+backoff (safe: every charge carries the checkout's idempotency key), a circuit breaker, and
+graceful degradation: when payments fails, times out or the breaker is open, checkout still
+accepts the order with its payment deferred (status ``payment_pending``), stored once under
+its idempotency key. Every checkout answer carries ``X-Shakeout-Breaker: payments=<state>``
+when a breaker is configured; the platform router turns its changes into events.
 """
 
 from __future__ import annotations
@@ -9,9 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, Literal, NamedTuple, Protocol, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -28,8 +41,11 @@ from ._common import (
     KeyStore,
     LineItem,
     Settings,
+    _env_bool,
+    _env_float,
     build_app,
     json_error,
+    key_store,
     load_settings,
     parse_ids,
     parse_items,
@@ -45,6 +61,122 @@ MAX_CONNECTIONS_PER_DEPENDENCY = 100
 KEEPALIVE_S = 2.0
 """Idle upstream connections are closed after this, under uvicorn's 5 s keep-alive."""
 _JSON = "application/json"
+BREAKER_HEADER = "X-Shakeout-Breaker"
+PENDING_CHARGE = "pending"
+"""The charge id stored with an order whose payment is deferred."""
+
+
+def _env_int(environ: Mapping[str, str], name: str, low: int, high: int, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected an integer") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={raw!r}: expected an integer from {low} to {high}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsPolicy:
+    """How the gateway calls payments (from the environment; see ``from_env``)."""
+
+    timeout_s: float = TOTAL_TIMEOUT_S
+    retries: int = 0
+    backoff_s: float = 0.02
+    breaker_failures: int = 0
+    breaker_open_s: float = 5.0
+    defer: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PaymentsPolicy:
+        """Read SHAKEOUT_PAYMENTS_TIMEOUT_MS (default: the 3 s of every upstream call),
+        SHAKEOUT_PAYMENTS_RETRIES, SHAKEOUT_PAYMENTS_RETRY_BACKOFF_MS (first backoff, doubled
+        each retry), SHAKEOUT_BREAKER_FAILURES (consecutive failures that open the breaker; 0:
+        no breaker), SHAKEOUT_BREAKER_OPEN_S and SHAKEOUT_PAYMENTS_DEFER (accept the order with
+        its payment pending when payments fails). ValueError names a bad variable.
+        """
+        env = os.environ if environ is None else environ
+        timeout_ms = _env_float(env, "SHAKEOUT_PAYMENTS_TIMEOUT_MS", 0.0, 120_000.0)
+        backoff_ms = (
+            _env_float(env, "SHAKEOUT_PAYMENTS_RETRY_BACKOFF_MS", 0.0, 10_000.0)
+            if env.get("SHAKEOUT_PAYMENTS_RETRY_BACKOFF_MS", "").strip()
+            else 20.0
+        )
+        open_s = (
+            _env_float(env, "SHAKEOUT_BREAKER_OPEN_S", 0.001, 600.0)
+            if env.get("SHAKEOUT_BREAKER_OPEN_S", "").strip()
+            else 5.0
+        )
+        return cls(
+            timeout_s=timeout_ms / 1000.0 if timeout_ms > 0 else TOTAL_TIMEOUT_S,
+            retries=_env_int(env, "SHAKEOUT_PAYMENTS_RETRIES", 0, 5, 0),
+            backoff_s=backoff_ms / 1000.0,
+            breaker_failures=_env_int(env, "SHAKEOUT_BREAKER_FAILURES", 0, 1000, 0),
+            breaker_open_s=open_s,
+            defer=_env_bool(env, "SHAKEOUT_PAYMENTS_DEFER"),
+        )
+
+
+BreakerState = Literal["closed", "open", "half-open"]
+
+
+class CircuitBreaker:
+    """Consecutive-failure circuit breaker: closed -> open for ``open_s`` -> half-open.
+
+    Half-open lets one trial call through: its success closes the breaker, its failure opens
+    it again. Hand-written (about thirty lines) rather than taken from pybreaker or purgatory:
+    the gateway needs the state itself (to defer payment at once and to report it in a header)
+    and a clock tests can drive, and those libraries wrap the call instead.
+    """
+
+    def __init__(
+        self, failures: int, open_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Open after ``failures`` consecutive failures, for ``open_s`` seconds."""
+        self.threshold = failures
+        self.open_s = open_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_at: float | None = None
+
+    @property
+    def state(self) -> BreakerState:
+        """The state now (an open breaker whose time is up reads half-open)."""
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at < self.open_s:
+            return "open"
+        return "half-open"
+
+    def allow(self) -> bool:
+        """Whether a call may go to the dependency now (half-open: one trial at a time)."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open":
+            return False
+        now = self._clock()
+        # A trial that never reported (its task was cancelled) does not block forever.
+        if self._trial_at is not None and now - self._trial_at < self.open_s:
+            return False
+        self._trial_at = now
+        return True
+
+    def success(self) -> None:
+        """A call succeeded: close."""
+        self._failures = 0
+        self._opened_at = self._trial_at = None
+
+    def failure(self) -> None:
+        """A call failed: count it; open at the threshold, or at once when half-open."""
+        self._failures += 1
+        if self._opened_at is not None or self._failures >= self.threshold:
+            self._opened_at = self._clock()
+            self._trial_at = None
 
 
 class Upstream(Protocol):
@@ -143,7 +275,9 @@ class UpstreamResponse(NamedTuple):
 class _Upstreams:
     """The shared upstream client and the base URL of every dependency."""
 
-    def __init__(self, settings: Settings, keys: KeyStore) -> None:
+    def __init__(
+        self, settings: Settings, keys: KeyStore, payments: PaymentsPolicy | None = None
+    ) -> None:
         urls = {
             "catalog": settings.catalog_url,
             "orders": settings.orders_url,
@@ -156,6 +290,12 @@ class _Upstreams:
         self.urls: dict[str, str] = {name: url for name, url in urls.items() if url is not None}
         self.keys = keys
         self.client: Upstream | None = None
+        self.payments = payments or PaymentsPolicy()
+        self.breaker = (
+            CircuitBreaker(self.payments.breaker_failures, self.payments.breaker_open_s)
+            if self.payments.breaker_failures > 0
+            else None
+        )
 
     async def call(
         self,
@@ -166,6 +306,7 @@ class _Upstreams:
         json: Any = None,
         idempotency_key: str | None = None,
         accept: Sequence[int] = (200,),
+        timeout_s: float = TOTAL_TIMEOUT_S,
     ) -> UpstreamResponse:
         """One upstream request; ApiError 502/503/504 naming the dependency unless accepted."""
         client = self.client
@@ -176,7 +317,7 @@ class _Upstreams:
             headers[IDEMPOTENCY_HEADER] = idempotency_key
         url = self.urls[dependency] + path
         try:
-            async with asyncio.timeout(TOTAL_TIMEOUT_S):
+            async with asyncio.timeout(timeout_s):
                 status, body = await client.request(method, url, headers=headers, json=json)
         except TimeoutError:  # before ClientError: aiohttp's timeouts are both
             raise ApiError(f"{dependency} timed out", 504, dependency=dependency) from None
@@ -198,10 +339,17 @@ class _Upstreams:
         json: Any = None,
         idempotency_key: str | None = None,
         accept: Sequence[int] = (200,),
+        timeout_s: float = TOTAL_TIMEOUT_S,
     ) -> tuple[int, dict[str, Any]]:
         """Like ``call``, returning the status and the JSON object body (502 if it is not)."""
         response = await self.call(
-            dependency, method, path, json=json, idempotency_key=idempotency_key, accept=accept
+            dependency,
+            method,
+            path,
+            json=json,
+            idempotency_key=idempotency_key,
+            accept=accept,
+            timeout_s=timeout_s,
         )
         try:
             body = _load_json(response.body)
@@ -210,6 +358,49 @@ class _Upstreams:
         if not isinstance(body, dict):
             raise ApiError(f"{dependency} answered invalid JSON", 502, dependency=dependency)
         return response.status, body
+
+    async def charge(self, amount_cents: int, key: str) -> str | None:
+        """Charge through payments under the policy: the charge id, or None when deferred.
+
+        Retries (with doubling, jittered backoff) follow fast failures only: a timeout means
+        payments is slow, and another wait would only add to the checkout's latency; the
+        breaker counts it. Without ``defer`` a payments failure fails the checkout (502/503/504).
+        """
+        policy, breaker = self.payments, self.breaker
+        if breaker is not None and not breaker.allow():
+            if policy.defer:
+                return None
+            raise ApiError("payments circuit breaker is open", 503, dependency="payments")
+        failure: ApiError | None = None
+        for attempt in range(policy.retries + 1):
+            if attempt:
+                if breaker is not None and not breaker.allow():
+                    break  # opened meanwhile: stop hammering it
+                await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1))
+            try:
+                _, body = await self.call_json(
+                    "payments",
+                    "POST",
+                    "/charges",
+                    json={"amount_cents": amount_cents},
+                    idempotency_key=key,
+                    accept=(200, 201),
+                    timeout_s=policy.timeout_s,
+                )
+                charge_id = str(_field(body, "charge_id", "payments"))
+            except ApiError as exc:
+                failure = exc
+                if breaker is not None:
+                    breaker.failure()
+                if exc.status == 504:
+                    break
+                continue
+            if breaker is not None:
+                breaker.success()
+            return charge_id
+        if policy.defer:
+            return None
+        raise failure or ApiError("payments circuit breaker is open", 503, dependency="payments")
 
     async def price(self, items: Sequence[LineItem]) -> tuple[list[dict[str, Any]], int]:
         """Price cart lines from the catalog: ``(lines, total_cents)``; 400 on unknown product."""
@@ -241,8 +432,8 @@ def _field(body: dict[str, Any], field: str, dependency: str) -> Any:
 def create_app(upstream: Upstream | None = None) -> Starlette:
     """Build the gateway from the environment; ``upstream`` replaces the network (tests)."""
     settings = load_settings("gateway")
-    keys = KeyStore(settings.secret_file)
-    up = _Upstreams(settings, keys)
+    keys = key_store(settings)
+    up = _Upstreams(settings, keys, PaymentsPolicy.from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -287,37 +478,31 @@ def create_app(upstream: Upstream | None = None) -> Starlette:
         if "reservation_id" not in reservation:
             message = str(reservation.get("error", "inventory refused the reservation"))
             raise ApiError(message, 409, dependency="inventory")
-        _, charge = await up.call_json(
-            "payments",
-            "POST",
-            "/charges",
-            json={"amount_cents": total},
-            idempotency_key=key,
-            accept=(200, 201),
-        )
+        charge_id = await up.charge(total, key)
+        new_order: dict[str, Any] = {
+            "items": wanted,
+            "total_cents": total,
+            "charge_id": charge_id or PENDING_CHARGE,
+            "reservation_id": _field(reservation, "reservation_id", "inventory"),
+        }
+        if charge_id is None:
+            new_order["status"] = "payment_pending"
         status, order = await up.call_json(
-            "orders",
-            "POST",
-            "/orders",
-            json={
-                "items": wanted,
-                "total_cents": total,
-                "charge_id": _field(charge, "charge_id", "payments"),
-                "reservation_id": _field(reservation, "reservation_id", "inventory"),
-            },
-            idempotency_key=key,
-            accept=(200, 201),
+            "orders", "POST", "/orders", json=new_order, idempotency_key=key, accept=(200, 201)
         )
         order_id = str(_field(order, "order_id", "orders"))
+        headers = {"X-Order-Id": order_id}
+        if up.breaker is not None:
+            headers[BREAKER_HEADER] = f"payments={up.breaker.state}"
+        # A deferred payment is reported as such even by an orders service that stores every
+        # order as confirmed (it ignores the status field).
+        reported = "payment_pending" if charge_id is None else order.get("status", "confirmed")
         return JSONResponse(
-            {
-                "order_id": order_id,
-                "total_cents": order.get("total_cents", total),
-                "status": order.get("status", "confirmed"),
-            },
+            {"order_id": order_id, "total_cents": order.get("total_cents", total),
+             "status": reported},
             status_code=status,
-            headers={"X-Order-Id": order_id},
-        )
+            headers=headers,
+        )  # fmt: skip
 
     async def get_order(request: Request) -> Response:
         path = "/orders/" + quote(request.path_params["order_id"], safe="")
@@ -339,4 +524,6 @@ def create_app(upstream: Upstream | None = None) -> Starlette:
         Route("/api/orders/lookup", lookup, methods=["POST"]),
         Route("/api/orders/{order_id}", get_order, methods=["GET"]),
     ]
-    return build_app(settings, keys, routes, internal=False, lifespan=lifespan)
+    app = build_app(settings, keys, routes, internal=False, lifespan=lifespan)
+    app.state.upstreams = up  # the breaker and the client, for tests and introspection
+    return app

@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from ._common import (
     BoundedDict,
-    KeyStore,
     build_app,
     json_error,
+    key_store,
     load_settings,
     parse_items,
     read_json,
@@ -30,7 +30,7 @@ MAX_REMEMBERED = 100_000
 def create_app() -> Starlette:
     """Build the inventory app from the environment."""
     settings = load_settings("inventory")
-    keys = KeyStore(settings.secret_file)
+    keys = key_store(settings)
     reservations = BoundedDict(MAX_REMEMBERED)
     stock: dict[str, int] = {}
 

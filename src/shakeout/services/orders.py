@@ -1,4 +1,9 @@
-"""Orders: durable, idempotent orders in SQLite shared by every replica (internal service)."""
+"""Orders: durable, idempotent orders in SQLite shared by every replica (internal service).
+
+Which table holds the orders depends on the store's schema state (see ``migration``): every
+write reads it inside its own write transaction and every read inside its read snapshot, so the
+platform can migrate the store online while the replicas keep serving.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import migration
 from ._common import (
     ApiError,
-    KeyStore,
     LineItem,
     build_app,
     json_error,
+    key_store,
     load_settings,
     parse_ids,
     parse_int_field,
@@ -41,23 +47,6 @@ T = TypeVar("T")
 DB_FILENAME = "orders.sqlite3"
 _LOOKUP_CHUNK = 500
 _COLUMNS = "order_id, items, total_cents, charge_id, reservation_id, status, created_at"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    order_id        TEXT PRIMARY KEY,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    items           TEXT NOT NULL,
-    total_cents     INTEGER NOT NULL,
-    charge_id       TEXT NOT NULL,
-    reservation_id  TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    created_at      REAL NOT NULL
-)
-"""
-_INSERT = (
-    "INSERT INTO orders (order_id, idempotency_key, items, total_cents, charge_id,"
-    " reservation_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'confirmed', ?)"
-    " ON CONFLICT (idempotency_key) DO NOTHING"
-)
 
 
 def _row_to_order(row: Sequence[Any]) -> dict[str, Any]:
@@ -101,6 +90,19 @@ class OrderStore:
         return conn
 
     @contextlib.contextmanager
+    def _transaction(self, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+        """A pooled connection inside one transaction, committed on success."""
+        with self._connection() as conn:
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self.closed:
@@ -126,7 +128,7 @@ class OrderStore:
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"{self.path}: cannot use WAL (mode {mode})")
-            conn.execute(_SCHEMA)
+            migration.ensure_schema(conn)
         self.ready = True
 
     def close(self) -> None:
@@ -145,8 +147,12 @@ class OrderStore:
         total_cents: int,
         charge_id: str,
         reservation_id: str,
+        status: str = "confirmed",
     ) -> tuple[dict[str, Any], bool]:
-        """Insert and commit an order; ``(order, created)``, the existing one if the key is used."""
+        """Insert and commit an order; ``(order, created)``, the existing one if the key is used.
+
+        ``status`` is ``confirmed``, or ``payment_pending`` when the gateway deferred the
+        payment (payments slow, failing or its circuit breaker open)."""
         lines = [{"product_id": i.product_id, "quantity": i.quantity} for i in items]
         order: dict[str, Any] = {
             "order_id": uuid.uuid4().hex,
@@ -154,7 +160,7 @@ class OrderStore:
             "total_cents": total_cents,
             "charge_id": charge_id,
             "reservation_id": reservation_id,
-            "status": "confirmed",
+            "status": status,
             "created_at": time.time(),
         }
         row = (
@@ -164,43 +170,61 @@ class OrderStore:
             total_cents,
             charge_id,
             reservation_id,
+            status,
             order["created_at"],
         )
-        with self._connection() as conn:
-            try:
-                if conn.execute(_INSERT, row).rowcount == 1:
-                    return order, True  # committed: autocommit mode, synchronous=FULL
-            except sqlite3.IntegrityError:  # another replica won a race on a constraint
-                pass
-            existing = conn.execute(
-                f"SELECT {_COLUMNS} FROM orders WHERE idempotency_key = ?", (idempotency_key,)
-            ).fetchone()
+        # BEGIN IMMEDIATE takes the write lock first: the schema state read here cannot change
+        # before this order commits (the migration job changes it under the same lock).
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            tables = migration.read_state(conn).write_tables
+            created = migration.insert(conn, tables[0], row, ignore=False)
+            existing = None
+            if created:
+                for other in tables[1:]:  # dual write during a migration
+                    migration.insert(conn, other, row, ignore=True)
+            else:
+                existing = conn.execute(
+                    f"SELECT {_COLUMNS} FROM {tables[0]} WHERE idempotency_key = ?",
+                    (idempotency_key,),
+                ).fetchone()
+        if created:
+            return order, True  # committed, synchronous=FULL
         if existing is None:
             raise sqlite3.IntegrityError(f"order for key {idempotency_key!r} vanished")
         return _row_to_order(existing), False
 
     def get(self, order_id: str) -> dict[str, Any] | None:
         """The order with this id, or None."""
-        with self._connection() as conn:
+        with self._transaction() as conn:
+            table = migration.read_state(conn).read_table
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)
+                f"SELECT {_COLUMNS} FROM {table} WHERE order_id = ?", (order_id,)
             ).fetchone()
         return None if row is None else _row_to_order(row)
 
-    def lookup(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Split ``ids`` into those that exist and those that do not, keeping their order."""
+    def lookup(self, ids: Sequence[str]) -> tuple[list[str], list[str], dict[str, list[str]]]:
+        """Split ``ids`` into found and missing (keeping their order), plus duplicates.
+
+        Duplicates: idempotency keys of these orders that have more than one order id in any
+        orders table (zero by construction; a broken migration could create some).
+        """
         present: set[str] = set()
-        with self._connection() as conn:
+        with self._transaction() as conn:
+            table = migration.read_state(conn).read_table
             for start in range(0, len(ids), _LOOKUP_CHUNK):
                 chunk = ids[start : start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
-                    f"SELECT order_id FROM orders WHERE order_id IN ({marks})", chunk
+                    f"SELECT order_id FROM {table} WHERE order_id IN ({marks})", chunk
                 ).fetchall()
                 present.update(r[0] for r in rows)
+            dups = migration.duplicates(conn, ids)
         found = [i for i in ids if i in present]
         missing = [i for i in ids if i not in present]
-        return found, missing
+        return found, missing, dups
+
+
+ORDER_STATUSES = ("confirmed", "payment_pending")
 
 
 def create_app() -> Starlette:
@@ -208,7 +232,7 @@ def create_app() -> Starlette:
     settings = load_settings("orders")
     if settings.data_dir is None:
         raise ValueError(f"{settings.service}: SHAKEOUT_DATA_DIR is required")
-    keys = KeyStore(settings.secret_file)
+    keys = key_store(settings)
     store = OrderStore(settings.data_dir / DB_FILENAME)
 
     async def try_open() -> str | None:
@@ -245,8 +269,11 @@ def create_app() -> Starlette:
         total_cents = parse_int_field(body, "total_cents")
         charge_id = parse_str_field(body, "charge_id")
         reservation_id = parse_str_field(body, "reservation_id")
+        status = body.get("status", "confirmed") if isinstance(body, dict) else "confirmed"
+        if status not in ORDER_STATUSES:
+            raise ApiError(f"field status: must be one of {', '.join(ORDER_STATUSES)}")
         order, created = await run_db(
-            store.create, key, items, total_cents, charge_id, reservation_id
+            store.create, key, items, total_cents, charge_id, reservation_id, status
         )
         return JSONResponse(order, status_code=201 if created else 200)
 
@@ -258,8 +285,8 @@ def create_app() -> Starlette:
 
     async def lookup(request: Request) -> Response:
         ids = parse_ids(await read_json(request))
-        found, missing = await run_db(store.lookup, ids)
-        return JSONResponse({"found": found, "missing": missing})
+        found, missing, dups = await run_db(store.lookup, ids)
+        return JSONResponse({"found": found, "missing": missing, "duplicates": dups})
 
     routes = [
         Route("/orders", create_order, methods=["POST"]),

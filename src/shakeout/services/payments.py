@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from ._common import (
     BoundedDict,
-    KeyStore,
     build_app,
+    key_store,
     load_settings,
     parse_int_field,
     read_json,
@@ -26,7 +26,7 @@ MAX_REMEMBERED = 100_000
 def create_app() -> Starlette:
     """Build the payments app from the environment."""
     settings = load_settings("payments")
-    keys = KeyStore(settings.secret_file)
+    keys = key_store(settings)
     charges = BoundedDict(MAX_REMEMBERED)
 
     async def create_charge(request: Request) -> Response:

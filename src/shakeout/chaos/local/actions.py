@@ -7,18 +7,24 @@ from typing import Any
 from shakeout.chaos.local import client
 
 __all__ = [
+    "deploy_next_version",
     "deploy_version",
+    "evict_replicas",
     "freeze_zone",
     "kill_replica",
     "kill_replicas",
     "kill_zone",
+    "migrate_orders",
     "promote_version",
+    "restore_capacity",
     "resume_zone",
+    "revert_config",
     "rollback_version",
     "rotate_shared_key",
     "scale_service",
     "secret_store_down",
     "secret_store_up",
+    "set_flag",
 ]
 
 
@@ -37,6 +43,44 @@ def deploy_version(
     """
     with client(configuration) as platform:
         return platform.deploy(service, version, weight, env, replicas)
+
+
+def next_version(stable: str) -> str:
+    """The version after ``stable``: ``v1`` -> ``v2``, anything else gets ``-next``."""
+    if stable.startswith("v") and stable[1:].isdigit():
+        return f"v{int(stable[1:]) + 1}"
+    return f"{stable}-next"
+
+
+def deploy_next_version(
+    service: str,
+    weight: float = 0.2,
+    env: dict[str, str] | None = None,
+    replicas: int | None = None,
+    configuration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Roll out the next version of ``service`` (``v1`` -> ``v2``) as a canary with ``weight``.
+
+    The name follows the current stable version, so the same experiment can run again after
+    a promotion.
+    """
+    with client(configuration) as platform:
+        stable = platform.status()["services"][service]["stable_version"]
+        return platform.deploy(service, next_version(stable), weight, env, replicas)
+
+
+def evict_replicas(
+    service: str, count: int = 1, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Capacity loss: ``count`` replicas of a service lose their node and are not rescheduled."""
+    with client(configuration) as platform:
+        return platform.evict(service, count)
+
+
+def restore_capacity(service: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Undo ``evict_replicas`` (idempotent)."""
+    with client(configuration) as platform:
+        return platform.restore(service)
 
 
 def rollback_version(service: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -112,3 +156,28 @@ def scale_service(
     """Set the replica count of a service's stable version (None: the topology's count)."""
     with client(configuration) as platform:
         return platform.scale(service, replicas)
+
+
+def set_flag(flag: str, value: str, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Change one feature flag the way the platform rolls config out; returns the outcome.
+
+    The outcome's ``status`` is ``applied``, ``rejected`` (invalid, nothing changed),
+    ``rolled_back`` (the canary zones went unhealthy) or ``canary_failed`` (no auto-rollback).
+    """
+    with client(configuration) as platform:
+        return platform.set_flags({flag: value})
+
+
+def revert_config(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Restore the config in force before the last change (idempotent)."""
+    with client(configuration) as platform:
+        return platform.revert_config()
+
+
+def migrate_orders(to: str = "v2", configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Migrate the orders store's schema to ``to`` (``v2``, or ``v1`` to go back), under load.
+
+    Returns once done, with the outcome; the steps are ``migration_step`` platform events.
+    """
+    with client(configuration) as platform:
+        return platform.migrate_orders(to)

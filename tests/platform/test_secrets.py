@@ -1,0 +1,119 @@
+"""Credentials under a secret-store outage and a key rotation: cached and overlapped, or not."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from _support import FRAGILE, LOCAL, Traffic, last_seq, platform_up
+
+from shakeout._process import wait_for
+from shakeout.platform import lifecycle
+from shakeout.platform.state import PlatformState, state_dir
+
+
+@pytest.fixture(scope="class")
+def state(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PlatformState]:
+    """The class's platform: its ``target`` attribute names the target file."""
+    with platform_up(request.cls.target, tmp_path_factory.mktemp("runtime")) as up:
+        yield up
+
+
+@pytest.fixture
+def client(state: PlatformState) -> Iterator[lifecycle.PlatformClient]:
+    """A control client; every test leaves the secret store reachable."""
+    with lifecycle.PlatformClient(state) as c:
+        yield c
+        c.secret_store(reachable=True)
+
+
+def _all_ready(client: lifecycle.PlatformClient) -> bool:
+    return all(r["ready"] for r in client.replicas())
+
+
+class TestResilient:
+    target = LOCAL
+
+    def test_outage_is_served_from_cache_and_a_restarted_replica_waits(
+        self, state: PlatformState, client: lifecycle.PlatformClient
+    ) -> None:
+        since = last_seq(client)
+        with Traffic(state.gateway_url) as traffic:
+            time.sleep(0.5)
+            client.secret_store(reachable=False)
+            assert wait_for(
+                lambda: any(e["kind"] == "credentials_cached" for e in client.events(since)), 5
+            )
+            assert len(client.secrets_status()["on_cache"]) == 12
+            client.replica_action("catalog-0", "kill")  # restarted during the outage
+            time.sleep(3.0)
+            restarted = next(r for r in client.replicas() if r["id"] == "catalog-0")
+            assert not restarted["ready"]  # no store, no key: reduced capacity
+            client.secret_store(reachable=True)
+            assert wait_for(lambda: _all_ready(client), 15)
+            time.sleep(0.5)
+        assert traffic.total >= 50
+        assert traffic.errors == 0, traffic.failures[:5]
+        cached = [e for e in client.events(since) if e["kind"] == "credentials_cached"]
+        assert len(cached) == 1
+        assert len(cached[0]["on_cache"]) == 12
+        assert cached[0]["without_key"] == []
+        status = client.secrets_status()
+        assert status["on_cache"] == []
+        assert status["all_current"]
+
+    def test_rotation_reaches_every_replica_and_retires_the_old_key(
+        self, state: PlatformState, client: lifecycle.PlatformClient
+    ) -> None:
+        before = client.secrets_status()["store"]["key_id"]
+        with Traffic(state.gateway_url, rate=20.0) as traffic:
+            time.sleep(0.5)
+            client.rotate_key()
+            time.sleep(1.0)
+        assert traffic.errors == 0, traffic.failures[:5]
+        assert wait_for(lambda: client.secrets_status()["all_current"], 5)
+        status = client.secrets_status()
+        assert status["store"]["previous_key_id"] == before
+        assert {r["key_id"] for r in status["replicas"]} == {status["store"]["key_id"]}
+        assert not client.old_key_check("catalog")["refused"]  # within the overlap
+        overlap = status["store"]["previous_valid_for_s"]
+        assert wait_for(lambda: client.old_key_check("catalog")["refused"], overlap + 5)
+        audit = [
+            json.loads(line) for line in (state_dir("local") / "audit.log").read_text().splitlines()
+        ]
+        rotations = [a for a in audit if a["action"] == "key_rotated"]
+        assert rotations[-1]["previous_key_id"] == before
+        assert rotations[-1]["key_id"] == status["store"]["key_id"]
+
+
+class TestFragile:
+    target = FRAGILE
+
+    def test_outage_without_cache_fails_requests(
+        self, state: PlatformState, client: lifecycle.PlatformClient
+    ) -> None:
+        with Traffic(state.gateway_url) as traffic:
+            time.sleep(0.5)
+            client.secret_store(reachable=False)
+            time.sleep(2.0)
+            without = client.secrets_status()["without_key"]
+            client.secret_store(reachable=True)
+            time.sleep(0.5)
+        assert len(without) == 12
+        assert traffic.error_rate > 0.2, traffic.statuses
+
+    def test_rotation_without_overlap_fails_requests_in_flight(
+        self, state: PlatformState, client: lifecycle.PlatformClient
+    ) -> None:
+        with Traffic(state.gateway_url, rate=25.0, checkout_every=2) as traffic:
+            for _ in range(3):
+                time.sleep(1.0)
+                client.rotate_key()
+                # No overlap: refused as soon as the replica has polled the store.
+                assert wait_for(lambda: client.old_key_check("catalog")["refused"], 2)
+            time.sleep(0.5)
+        assert traffic.errors > 0, traffic.statuses
