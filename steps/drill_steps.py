@@ -71,6 +71,7 @@ def slo_stop_condition(drill: Drill) -> None:
 
 @given(parsers.parse("a baseline of {seconds:d} seconds"))
 @when(parsers.parse("the target has {seconds:d} seconds to recover"))
+@when(parsers.parse("the load runs for {seconds:d} seconds"))
 def hold(drill: Drill, seconds: int) -> None:
     """Keep the load running for a while."""
     drill.hold(float(seconds))
@@ -187,6 +188,7 @@ def hypotheses_held(drill: Drill) -> None:
 
 
 @then(parsers.parse('the target reported a "{kind}" event'))
+@then(parsers.parse('the target reported an "{kind}" event'))
 def event_reported(drill: Drill, kind: str) -> None:
     """The target's own event log shows this happened during the drill (for example
     ``breaker_opened``, ``autoscaled``, ``canary_promoted`` on the embedded platform)."""

@@ -207,3 +207,6 @@ def test_availability_objective_is_the_share_of_successful_requests() -> None:
     assert verdict.status == "fail"
     assert "checkout availability >= 99%" in verdict.message
     assert verdict.as_dict()["kind"] == "availability"
+    everything = evaluate(Objective("all", "availability", 0.9), recorder)
+    assert everything.samples == 200
+    assert everything.status == "pass"

@@ -141,7 +141,8 @@ def evaluate(
     end: float | None = None,
 ) -> Verdict:
     """Judge one request objective on the requests due within ``[start, end)``."""
-    stats = recorder.stats(objective.journey, start, end)
+    journey = None if objective.journey == "all" else objective.journey
+    stats = recorder.stats(journey, start, end)
     unit = "ms" if objective.metric == "latency" else "%"
     if objective.metric == "latency":
         observed, threshold = stats.latency_ms(objective.percentile), objective.threshold

@@ -204,6 +204,9 @@ class SecretsSpec(_Model):
     """How often a replica polls the store."""
     cache_ttl_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
     """How long a replica keeps serving with its cached key while the store is unreachable."""
+    refetch_on_unknown_key: bool = True
+    """A replica presented a key it does not know re-reads the store once before refusing: a
+    caller that polled the store first may already sign with a freshly rotated key."""
 
 
 class MigrationSpec(_Model):

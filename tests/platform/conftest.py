@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from _support import LOCAL, platform_up
 
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
-
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "targets" / "local.yaml"
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformState]:
     """``targets/local.yaml`` up in an isolated runtime folder, from the repository root."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHAKEOUT_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
-        mp.chdir(ROOT)
-        state, started = lifecycle.up(LOCAL, owner_pid=os.getpid())
-        assert started
-        try:
-            yield state
-        finally:
-            lifecycle.down(state.target)
+    with platform_up(LOCAL, tmp_path_factory.mktemp("runtime")) as up:
+        yield up
+
+
+@pytest.fixture(scope="class")
+def state(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PlatformState]:
+    """The class's platform: its ``target`` attribute names the target file."""
+    with platform_up(request.cls.target, tmp_path_factory.mktemp("runtime")) as up:
+        yield up
 
 
 @pytest.fixture

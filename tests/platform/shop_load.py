@@ -9,21 +9,17 @@ have answered, as in the drills' open model).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from shakeout.platform import lifecycle
-from shakeout.platform.state import PlatformState
 
 CART = {"items": [{"product_id": "p1", "quantity": 1}]}
 
@@ -119,21 +115,6 @@ def drive(
     schedule = rate if callable(rate) else (lambda _t: float(rate))
     asyncio.run(_drive(base_url, schedule, seconds, mix or [(1, "browse")], run))
     return run
-
-
-@contextlib.contextmanager
-def platform_up(target_file: Path, runtime: Path) -> Iterator[PlatformState]:
-    """A platform of ``target_file`` up in its own runtime folder, stopped on the way out."""
-    root = target_file.resolve().parents[1]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHAKEOUT_RUNTIME_DIR", str(runtime))
-        mp.chdir(root)
-        state, started = lifecycle.up(target_file, owner_pid=os.getpid())
-        assert started
-        try:
-            yield state
-        finally:
-            lifecycle.down(state.target)
 
 
 def wait_for_status(

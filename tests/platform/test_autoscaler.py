@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from shop_load import drive, kinds, platform_up
+from _support import platform_up
+from shop_load import drive, kinds
 
 from shakeout.chaos.runner import run_experiment
 from shakeout.platform import lifecycle

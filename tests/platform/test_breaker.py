@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shop_load import Run, drive, kinds, platform_up, wait_for_status
+from _support import platform_up
+from shop_load import Run, drive, kinds, wait_for_status
 
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState

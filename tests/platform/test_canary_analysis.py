@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from shop_load import Run, drive, kinds, platform_up, wait_for_status
+from _support import platform_up
+from shop_load import Run, drive, kinds, wait_for_status
 
 from shakeout.chaos.local.actions import next_version
 from shakeout.chaos.runner import run_experiment

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _support import FRAGILE, LOCAL, ROOT, Traffic, kinds_since, last_seq, platform_up
+from _support import FRAGILE, LOCAL, ROOT, Traffic, kinds_since, last_seq
 
 from shakeout._process import wait_for
 from shakeout.chaos.runner import run_experiment
@@ -24,15 +24,6 @@ def _price_p1(state: PlatformState) -> int:
         response = web.get("/api/products/p1")
     assert response.status_code == 200, response.text
     return int(response.json()["price_cents"])
-
-
-@pytest.fixture(scope="class")
-def state(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[PlatformState]:
-    """The class's platform: its ``target`` attribute names the target file."""
-    with platform_up(request.cls.target, tmp_path_factory.mktemp("runtime")) as up:
-        yield up
 
 
 @pytest.fixture

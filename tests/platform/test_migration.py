@@ -9,21 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import FRAGILE, LOCAL, ROOT, Traffic, last_seq, platform_up
+from _support import FRAGILE, LOCAL, ROOT, Traffic, last_seq
 
 from shakeout.chaos.runner import run_experiment
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
 from shakeout.topology import load_target
-
-
-@pytest.fixture(scope="class")
-def state(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[PlatformState]:
-    """The class's platform: its ``target`` attribute names the target file."""
-    with platform_up(request.cls.target, tmp_path_factory.mktemp("runtime")) as up:
-        yield up
 
 
 @pytest.fixture

@@ -7,20 +7,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _support import FRAGILE, LOCAL, Traffic, last_seq, platform_up
+from _support import FRAGILE, LOCAL, Traffic, last_seq
 
 from shakeout._process import wait_for
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState, state_dir
-
-
-@pytest.fixture(scope="class")
-def state(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[PlatformState]:
-    """The class's platform: its ``target`` attribute names the target file."""
-    with platform_up(request.cls.target, tmp_path_factory.mktemp("runtime")) as up:
-        yield up
 
 
 @pytest.fixture

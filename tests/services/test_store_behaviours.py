@@ -52,6 +52,18 @@ def test_cached_key_serves_until_the_ttl_then_fails_closed(tmp_path: Path) -> No
     assert keys.status()["cached_for_s"] is None
 
 
+@pytest.mark.parametrize("refetch", [True, False])
+def test_a_key_rotated_in_the_store_is_accepted_before_the_next_poll_only_with_refetch(
+    tmp_path: Path, refetch: bool
+) -> None:
+    path = tmp_path / "k.json"
+    _key(path, "k1")
+    keys = KeyStore(path, check_interval_s=60.0, refetch_on_unknown=refetch)
+    _key(path, "k2")  # rotated; this replica's next poll is a minute away
+    assert keys.accepts(b"k2") is refetch
+    assert not keys.accepts(b"nope")  # an unknown key is still refused either way
+
+
 def test_no_cache_fails_closed_at_once(tmp_path: Path) -> None:
     path = tmp_path / "k.json"
     _key(path, "k1")

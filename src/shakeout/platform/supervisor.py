@@ -287,6 +287,9 @@ class Supervisor:
                 "SHAKEOUT_CONFIG_FILE": str(self.config.path),
                 "SHAKEOUT_KEY_REFRESH_S": str(self.spec.secrets.refresh_s),
                 "SHAKEOUT_KEY_CACHE_TTL_S": str(self.spec.secrets.cache_ttl_s),
+                "SHAKEOUT_KEY_REFETCH_ON_UNKNOWN": (
+                    "1" if self.spec.secrets.refetch_on_unknown_key else "0"
+                ),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -38,6 +38,7 @@ MAX_QUANTITY = 1000
 MAX_LOOKUP_IDS = 10_000
 KEY_CHECK_INTERVAL_S = 0.2
 KEY_CACHE_TTL_S = 300.0
+REFETCH_MIN_INTERVAL_S = 0.02  # an unknown key re-reads the store at most this often
 """How long cached credentials stay usable while the secret store is unreachable (default)."""
 CONFIG_CHECK_INTERVAL_S = 0.2
 
@@ -99,6 +100,7 @@ class Settings:
     config_file: Path | None = None
     key_cache_ttl_s: float = KEY_CACHE_TTL_S
     key_refresh_s: float = KEY_CHECK_INTERVAL_S
+    key_refetch_on_unknown: bool = True
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +137,7 @@ class Settings:
                 if env.get("SHAKEOUT_KEY_REFRESH_S", "").strip()
                 else KEY_CHECK_INTERVAL_S
             ),
+            key_refetch_on_unknown=env.get("SHAKEOUT_KEY_REFETCH_ON_UNKNOWN", "1").strip() != "0",
         )
 
     def identity_headers(self) -> list[tuple[bytes, bytes]]:
@@ -208,9 +211,17 @@ class KeyStore:
         path: Path,
         check_interval_s: float = KEY_CHECK_INTERVAL_S,
         cache_ttl_s: float | None = None,
+        refetch_on_unknown: bool = False,
     ) -> None:
-        """Load the file now; a missing or invalid file leaves the store not loaded."""
+        """Load the file now; a missing or invalid file leaves the store not loaded.
+
+        ``refetch_on_unknown``: a presented key that is neither current nor previous makes the
+        store re-read once (at most every ``REFETCH_MIN_INTERVAL_S``) before it is refused, so
+        a caller that picked up a rotation first is not refused by a replica still polling.
+        """
         self.path = path
+        self._refetch_on_unknown = refetch_on_unknown
+        self._next_refetch = 0.0
         self._interval = check_interval_s
         self._ttl = cache_ttl_s
         self._next_check = 0.0
@@ -298,7 +309,18 @@ class KeyStore:
         self.error = message
 
     def accepts(self, presented: bytes | None) -> bool:
-        """Whether ``presented`` is the current key, or the previous one within the overlap."""
+        """Whether ``presented`` is the current key, or the previous one within the overlap
+        (re-reading the store once first when configured to, see ``refetch_on_unknown``)."""
+        if self._known(presented):
+            return True
+        now = time.monotonic()
+        if presented is None or not self._refetch_on_unknown or now < self._next_refetch:
+            return False
+        self._next_refetch = now + REFETCH_MIN_INTERVAL_S
+        self.refresh(force=True)
+        return self._known(presented)
+
+    def _known(self, presented: bytes | None) -> bool:
         keys = self._keys
         if presented is None or keys is None:
             return False
@@ -396,6 +418,7 @@ def key_store(settings: Settings) -> KeyStore:
         settings.secret_file,
         check_interval_s=settings.key_refresh_s,
         cache_ttl_s=settings.key_cache_ttl_s,
+        refetch_on_unknown=settings.key_refetch_on_unknown,
     )
 
 

@@ -1,0 +1,28 @@
+@capacity @nightly
+Feature: Node pool exhaustion and replica loss
+  Capacity is removed: replicas lose their node and are not rescheduled for a while, or are
+  killed and restarted. The remaining replicas and the autoscaler must carry the load without
+  errors, and no order is lost.
+
+  Scenario: Two gateway replicas lose their node and the rest carry the load
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 3 seconds
+    When 2 replicas of "gateway" lose their node for 10 seconds
+    And the target has 2 seconds to recover
+    Then the "checkout" journey's error rate stays below 0.5%
+    And the "browse" journey's error rate stays below 1%
+    And the target reported a "capacity_removed" event
+    And the target is back in its steady state after the fault
+    And every objective of the SLO file holds
+
+  Scenario: Two orders replicas are killed and replaced while checkout carries on
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 3 seconds
+    When 2 replicas of "orders" are killed
+    And the target has 4 seconds to recover
+    Then the "checkout" journey's error rate stays below 0.5%
+    And no acknowledged order is lost or duplicated
+    And the target is back in its steady state after the fault
+    And every objective of the SLO file holds

@@ -1,0 +1,17 @@
+@data @nightly @gameday
+Feature: Data migration event
+  The orders store's schema is changed online, under load: expand, dual write, backfill,
+  switch reads, contract. Every acknowledged order survives, exactly once, and checkout never
+  stops.
+
+  Scenario: The orders store is migrated online with no lost or duplicated order
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 3 seconds
+    When the orders store is migrated online
+    And the target has 2 seconds to recover
+    Then the "checkout" journey's error rate stays below 0.5%
+    And no acknowledged order is lost or duplicated
+    And the data-loss window (RPO) is at most 0 seconds
+    And the target reported a "migration_completed" event
+    And every objective of the SLO file holds

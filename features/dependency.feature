@@ -1,0 +1,29 @@
+@dependency @nightly @gameday
+Feature: Dependency degradation and brownout
+  Payments is the shop's external dependency. When it slows down, the gateway's timeout and
+  circuit breaker keep checkout fast; when it fails a share of its calls, retries with backoff
+  and deferred payment keep checkout succeeding. Either way no order is lost.
+
+  Scenario: Payments slows down and the circuit breaker keeps checkout fast
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 3 seconds
+    When "payments" answers 800 ms slower for 10 seconds
+    And the target has 2 seconds to recover
+    Then the "checkout" journey's p95 latency stays below 300 ms
+    And the "checkout" journey's error rate stays below 0.5%
+    And the target reported a "breaker_opened" event
+    And no acknowledged order is lost or duplicated
+    And every objective of the SLO file holds
+
+  @quick
+  Scenario: Payments answers 20% errors and checkout degrades gracefully
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 3 seconds
+    When "payments" answers 20% errors for 10 seconds
+    And the target has 2 seconds to recover
+    Then the "checkout" journey's error rate stays below 0.5%
+    And the "checkout" journey's p95 latency stays below 300 ms
+    And no acknowledged order is lost or duplicated
+    And every objective of the SLO file holds
