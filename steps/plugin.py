@@ -155,5 +155,7 @@ def drill(platform: TargetSession, request: pytest.FixtureRequest) -> Iterator[D
     try:
         yield run
     finally:
-        run_dir = run.close(request.node.stash.get(_CALL_ERROR, None))
-        attach_drill_evidence(run_dir, platform.target, request.node.nodeid)
+        try:
+            run.close(request.node.stash.get(_CALL_ERROR, None))
+        finally:  # the evidence is attached even when cleaning up (e.g. cluster workers) failed
+            attach_drill_evidence(run.run_dir, platform.target, request.node.nodeid)

@@ -12,7 +12,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,6 +140,14 @@ class Drill:
             arrivals=arrivals,
             workers=workers,
         )
+        # A target whose workers run elsewhere (Kubernetes ``load.workers``): the local master
+        # binds every interface and waits for them; ``close()`` removes them on every path.
+        remote: int = getattr(self.platform, "remote_workers", 0)
+        if remote > 0:
+            spec = replace(spec, expect_remote_workers=remote, master_bind_host="0.0.0.0")
+            if self.progress:
+                self.progress(f"starting {remote} load worker(s) on the target")
+            self.platform.start_workers(spec)  # type: ignore[attr-defined]
         self.load = LoadRun(spec, self.platform.gateway_url, self.run_dir, self.progress)
         if self.progress:
             self.progress(f"starting load: {spec.label}")
@@ -617,4 +625,6 @@ class Drill:
                 )
             except PlatformError:
                 pass
+            if hasattr(self.platform, "stop_workers"):
+                self.platform.stop_workers()
         return self.run_dir

@@ -10,6 +10,8 @@ faults are proven against this server through the real ``kubernetes`` client and
 - nodes: list (selectors), get, patch (cordon/uncordon);
 - deployments: list, get, create, patch, delete; secrets: get, create, patch, delete;
   events: list; PodDisruptionBudgets: create (seeded from the manifests);
+- services and ``discovery.k8s.io/v1`` EndpointSlices: create, get, delete (the in-cluster
+  Locust workers' ``locust-master`` Service and its EndpointSlice);
 - CustomResourceDefinitions: get (present only for the CRDs the test installs) and namespaced
   custom objects (create/get/list/delete) for Chaos Mesh's kinds;
 - patches in the three formats the client sends: strategic merge (a dict body), JSON merge
@@ -230,6 +232,8 @@ class FakeCluster:
         self.secrets: dict[tuple[str, str], Obj] = {}
         self.pdbs: dict[tuple[str, str], Obj] = {}
         self.events: dict[tuple[str, str], Obj] = {}
+        self.services: dict[tuple[str, str], Obj] = {}
+        self.endpointslices: dict[tuple[str, str], Obj] = {}
         self.crds: set[str] = set()
         self.custom: dict[tuple[str, str, str, str], Obj] = {}
         self.log: list[tuple[str, str]] = []
@@ -529,6 +533,10 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
         ("secrets", r"/api/v1" + _NS + r"/secrets"),
         ("secret", r"/api/v1" + _NS + r"/secrets/(?P<name>[^/]+)"),
         ("events", r"/api/v1" + _NS + r"/events"),
+        ("services", r"/api/v1" + _NS + r"/services"),
+        ("service", r"/api/v1" + _NS + r"/services/(?P<name>[^/]+)"),
+        ("endpointslices", r"/apis/discovery.k8s.io/v1" + _NS + r"/endpointslices"),
+        ("endpointslice", r"/apis/discovery.k8s.io/v1" + _NS + r"/endpointslices/(?P<name>[^/]+)"),
         ("crd", r"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/(?P<name>[^/]+)"),
         ("customs", r"/apis/(?P<group>[^/]+)/(?P<version>v[^/]+)" + _NS + r"/(?P<plural>[^/]+)"),
         (
@@ -539,6 +547,10 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
         ),
     ]
 ]
+
+
+def _success() -> Obj:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
 
 
 def _list(kind: str, items: list[Obj]) -> Obj:
@@ -691,6 +703,28 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "DELETE":
                 del c.secrets[(ns, name)]
             return 200, secret
+        simple = {
+            "services": (c.services, "services"),
+            "endpointslices": (c.endpointslices, "endpointslices.discovery.k8s.io"),
+        }
+        if route in simple and method == "POST":
+            store, what = simple[route]
+            key = (ns, body["metadata"]["name"])
+            if key in store:
+                raise ApiError(409, "AlreadyExists", f'{what} "{key[1]}" already exists')
+            body["metadata"]["namespace"] = ns
+            store[key] = c._meta(body)
+            return 201, body
+        if route in ("service", "endpointslice"):
+            store, what = simple[route + "s"]
+            obj = get(store, (ns, name), what)
+            if method == "DELETE":
+                del store[(ns, name)]
+                # as the real API: a Service's DELETE answers the object, an EndpointSlice's
+                # a Status (the client parses them as V1Service and V1Status)
+                return 200, obj if route == "service" else _success()
+            if method == "GET":
+                return 200, obj
         if route == "events" and method == "GET":
             return select("EventList", (e for (ens, _), e in c.events.items() if ens == ns))
         if route == "crd" and method == "GET":

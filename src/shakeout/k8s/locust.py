@@ -13,11 +13,25 @@ pods see it (on kind, the docker network's gateway). The other option, an in-clu
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from shakeout.errors import ConfigError
 from shakeout.load import LoadSpec
 
 WORKER_LABELS = {"app.kubernetes.io/name": "locust-worker", "app.kubernetes.io/part-of": "shakeout"}
+
+
+def _in_image(profile: Path) -> str:
+    """The profile's path inside the image, which holds the repository at /app."""
+    if profile.is_absolute():
+        try:
+            return profile.relative_to(Path.cwd()).as_posix()
+        except ValueError as exc:
+            raise ConfigError(
+                f"load profile {profile} is outside the repository, so it is not in the image"
+            ) from exc
+    return profile.as_posix()
 
 
 def render_locust_manifests(
@@ -78,7 +92,7 @@ def render_locust_manifests(
                                 "-m",
                                 "locust",
                                 "-f",
-                                f"/app/{spec.profile}",
+                                f"/app/{_in_image(spec.profile)}",
                                 "--worker",
                                 "--master-host",
                                 "locust-master",

@@ -5,7 +5,9 @@
 (a URL from the target file, or a ``kubectl port-forward`` this session opens and ``close()``
 ends), the configuration every Kubernetes experiment needs, the namespace's Events as the
 platform's event stream, each service's rollout and the steady state. :meth:`check_safety`
-must be called before anything touches the cluster.
+must be called before anything touches the cluster. With ``load.workers > 0`` it also starts
+the in-cluster Locust workers a drill's load runs on (:meth:`start_workers`) and removes them
+(:meth:`stop_workers`, also from ``close()``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,28 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from shakeout._process import stop_process
-from shakeout.errors import ConfigError
+from shakeout.errors import ConfigError, LoadError, PlatformError
+from shakeout.k8s.locust import render_locust_manifests
 from shakeout.k8s.probes import _unavailable, rollout_state
 from shakeout.k8s.target import KubernetesTarget, load_kubernetes_target
+from shakeout.load import LoadSpec as LoadRunSpec
 
 PORT_FORWARD_TIMEOUT_S = 20.0
+# How long a replaced worker object (left by a killed run) may take to disappear.
+WORKER_DELETE_TIMEOUT_S = 30.0
+# The port the harness's Locust master listens on: ``shakeout.load.LoadRun`` starts it without
+# ``--master-bind-port``, so it is Locust's default, and the EndpointSlice must point there.
+LOCUST_MASTER_PORT = 5557
+# The objects ``render_locust_manifests`` creates, in the order they are deleted (workers
+# first, so no pod is left reconnecting to a master address that is gone). Named here so that
+# ``stop_workers`` needs no load spec; tests/k8s/test_remote_load.py proves they match.
+WORKER_OBJECTS = (
+    ("Deployment", "locust-worker"),
+    ("EndpointSlice", "locust-master-harness"),
+    ("Service", "locust-master"),
+)
+
+_Verb = Callable[..., Any]
 
 
 class KubernetesSession:
@@ -46,6 +66,7 @@ class KubernetesSession:
         self._gateway_url: str | None = self.spec.gateway.url
         self._seen: dict[str, int] = {}
         self._events: list[dict[str, Any]] = []
+        self._workers_started = False
 
     # safety
 
@@ -195,15 +216,164 @@ class KubernetesSession:
         )
 
     def close(self) -> None:
-        """End the port-forward (if one was opened) and the API client."""
-        if self._forward is not None:
-            stop_process(self._forward, signal.SIGTERM, 3.0)
-            self._forward = None
-            if self.spec.gateway.port_forward is not None:
-                self._gateway_url = None
-        if self._api is not None:
-            self._api.close()  # type: ignore[no-untyped-call]
-            self._api = None
+        """Remove the workers this session started, end the port-forward (if one was opened)
+        and the API client."""
+        try:
+            if self._workers_started:
+                self.stop_workers()
+        finally:
+            if self._forward is not None:
+                stop_process(self._forward, signal.SIGTERM, 3.0)
+                self._forward = None
+                if self.spec.gateway.port_forward is not None:
+                    self._gateway_url = None
+            if self._api is not None:
+                self._api.close()  # type: ignore[no-untyped-call]
+                self._api = None
+
+    # in-cluster Locust workers
+
+    @property
+    def remote_workers(self) -> int:
+        """How many Locust workers a drill's load runs in the cluster (``load.workers``)."""
+        return self.spec.load.workers
+
+    def start_workers(self, spec: LoadRunSpec) -> None:
+        """Create the ``locust-master`` Service and EndpointSlice and the worker Deployment.
+
+        ``spec`` is the load spec the harness's own master runs with
+        (``expect_remote_workers`` = ``load.workers``); its ``SHAKEOUT_*`` options go to every
+        worker. Objects of the same names (left by a killed earlier run) are replaced.
+        Raises ConfigError naming the target file and field when the target cannot run them.
+        """
+        load, where = self.spec.load, self.target_file
+        if load.workers < 1:
+            raise ConfigError(
+                f"{where}: field load.workers: is 0, so no worker runs in the cluster"
+            )
+        if not load.master_address:
+            raise ConfigError(
+                f"{where}: field load.master_address: required when load.workers is "
+                f"{load.workers}: an address of this machine the pods reach (on kind the docker "
+                "network's gateway, `docker network inspect kind`)"
+            )
+        if load.master_port != LOCUST_MASTER_PORT:
+            raise ConfigError(
+                f"{where}: field load.master_port: {load.master_port} is not supported: the "
+                f"harness's Locust master listens on {LOCUST_MASTER_PORT}"
+            )
+        gateway_url = self.spec.gateway.in_cluster_url
+        if not gateway_url:
+            raise ConfigError(
+                f"{where}: field gateway.in_cluster_url: required when load.workers is "
+                f"{load.workers}: the gateway's URL as the pods see it"
+            )
+        if spec.expect_remote_workers != load.workers:
+            raise LoadError(
+                f"the load spec expects {spec.expect_remote_workers} remote worker(s) but "
+                f"{where} (load.workers) starts {load.workers}"
+            )
+        manifests = render_locust_manifests(
+            spec,
+            workers=load.workers,
+            master_address=load.master_address,
+            gateway_url=gateway_url,
+            namespace=self.spec.cluster.namespace,
+            image=load.image,
+            master_port=load.master_port,
+        )
+        # Set before the first create: a failure half-way still removes what was created.
+        self._workers_started = True
+        for body in manifests:
+            self._create_or_replace(body)
+
+    def stop_workers(self) -> None:
+        """Delete the worker Deployment, the EndpointSlice and the Service (absent is fine).
+
+        Idempotent; a no-op for a target without in-cluster workers that started none.
+        """
+        if not self._workers_started and self.remote_workers == 0:
+            return
+        for kind, name in WORKER_OBJECTS:
+            self._delete_worker_object(kind, name)
+        self._workers_started = False
+
+    def _verbs(self, kind: str) -> tuple[_Verb, _Verb, _Verb]:
+        """The client's create, read and delete calls for one of the worker objects' kinds."""
+        if kind == "Service":
+            core = client.CoreV1Api(self.api)
+            return (
+                core.create_namespaced_service,
+                core.read_namespaced_service,
+                core.delete_namespaced_service,
+            )
+        if kind == "EndpointSlice":
+            discovery = client.DiscoveryV1Api(self.api)
+            return (
+                discovery.create_namespaced_endpoint_slice,
+                discovery.read_namespaced_endpoint_slice,
+                discovery.delete_namespaced_endpoint_slice,
+            )
+        if kind == "Deployment":
+            apps = client.AppsV1Api(self.api)
+            return (
+                apps.create_namespaced_deployment,
+                apps.read_namespaced_deployment,
+                apps.delete_namespaced_deployment,
+            )
+        raise ValueError(f"no worker object of kind {kind!r}")
+
+    def _create_or_replace(self, body: dict[str, Any]) -> None:
+        kind, name = body["kind"], body["metadata"]["name"]
+        ns = self.spec.cluster.namespace
+        create, _, _ = self._verbs(kind)
+        try:
+            create(ns, body)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise PlatformError(
+                    f"creating {kind} {ns}/{name} failed: {exc.status} {exc.reason}"
+                ) from None
+        # Left behind by a run that was killed before it cleaned up: delete it, wait until
+        # the API no longer has it, create it afresh (a PUT would keep the old pods' spec
+        # and cannot drop a Service's immutable fields).
+        self._delete_worker_object(kind, name)
+        try:
+            create(ns, body)
+        except ApiException as exc:
+            raise PlatformError(
+                f"creating {kind} {ns}/{name} after removing the old one failed: "
+                f"{exc.status} {exc.reason}"
+            ) from None
+
+    def _delete_worker_object(self, kind: str, name: str) -> None:
+        """Delete one object and wait until it is gone (404 at any point is success)."""
+        ns = self.spec.cluster.namespace
+        _, read, delete = self._verbs(kind)
+        try:
+            # Background: the Deployment disappears at once, its pods are collected after.
+            delete(name, ns, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise PlatformError(
+                f"deleting {kind} {ns}/{name} failed: {exc.status} {exc.reason}"
+            ) from None
+        deadline = time.monotonic() + WORKER_DELETE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                read(name, ns)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise PlatformError(
+                    f"reading {kind} {ns}/{name} failed: {exc.status} {exc.reason}"
+                ) from None
+            time.sleep(0.2)  # finalizers still running: poll until gone, under the deadline
+        raise PlatformError(
+            f"{kind} {ns}/{name} was still present {WORKER_DELETE_TIMEOUT_S:g}s after its deletion"
+        )
 
     # what the engine reads
 
