@@ -24,7 +24,9 @@ def fake() -> Iterator[FakeApiServer]:
         for index in (1, 2):
             cluster.add_node(f"node-{zone}{index}", zone)
     cluster.apply_manifests(
-        [BASE / f"{svc}.yaml" for svc in SERVICES] + [BASE / "shared-key.yaml"], NAMESPACE
+        [BASE / f"{svc}.yaml" for svc in SERVICES]
+        + [BASE / "shared-key.yaml", BASE / "config.yaml"],
+        NAMESPACE,
     )
     server = FakeApiServer(cluster)
     try:

@@ -9,7 +9,12 @@ faults are proven against this server through the real ``kubernetes`` client and
   PodDisruptionBudget's ``minAvailable`` would be broken, as the real API does);
 - nodes: list (selectors), get, patch (cordon/uncordon);
 - deployments: list, get, create, patch, delete; secrets: get, create, patch, delete;
-  events: list; PodDisruptionBudgets: create (seeded from the manifests);
+  ConfigMaps: get, patch (seeded from the manifests); events: list; PodDisruptionBudgets:
+  create (seeded from the manifests);
+- ``batch/v1`` Jobs: create, get, delete. The fake "controller" finishes a Job as it is
+  created: it calls ``FakeCluster.job_runner`` (the tests run the Job's command there, against
+  a local directory standing for the volume) and marks it Complete, or Failed when the runner
+  says so; without a runner every Job succeeds;
 - services and ``discovery.k8s.io/v1`` EndpointSlices: create, get, delete (the in-cluster
   Locust workers' ``locust-master`` Service and its EndpointSlice);
 - CustomResourceDefinitions: get (present only for the CRDs the test installs) and namespaced
@@ -22,6 +27,9 @@ match its template and replica count, spread over the schedulable nodes by zone;
 template sets ``SHAKEOUT_CRASH_ON_START=1`` never becomes ready (CrashLoopBackOff) and the
 Deployment's ``Progressing`` condition turns to ``ProgressDeadlineExceeded`` at once (the fake
 has no clock); old pods are kept until the new ones are ready (``maxUnavailable: 0``).
+
+``FakeCluster.log`` records every request (method, path) and ``FakeCluster.writes`` what each
+successful POST or PATCH answered, so a test can see a state that a revert has undone since.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,6 +238,9 @@ class FakeCluster:
         self.pods: dict[tuple[str, str], Obj] = {}
         self.deployments: dict[tuple[str, str], Obj] = {}
         self.secrets: dict[tuple[str, str], Obj] = {}
+        self.configmaps: dict[tuple[str, str], Obj] = {}
+        self.jobs: dict[tuple[str, str], Obj] = {}
+        self.job_runner: Callable[[Obj], bool] | None = None
         self.pdbs: dict[tuple[str, str], Obj] = {}
         self.events: dict[tuple[str, str], Obj] = {}
         self.services: dict[tuple[str, str], Obj] = {}
@@ -237,6 +248,7 @@ class FakeCluster:
         self.crds: set[str] = set()
         self.custom: dict[tuple[str, str, str, str], Obj] = {}
         self.log: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str, Obj]] = []
         self._version = itertools.count(1)
         self._names = itertools.count(1)
 
@@ -262,7 +274,7 @@ class FakeCluster:
             )
 
     def apply_manifests(self, paths: list[Path], namespace: str) -> None:
-        """Create the Deployments, Secrets and PodDisruptionBudgets of YAML manifest files."""
+        """Create the Deployments, Secrets, ConfigMaps and PodDisruptionBudgets of manifests."""
         with self.lock:
             for path in paths:
                 for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
@@ -278,6 +290,8 @@ class FakeCluster:
                         self.secrets[key] = self._meta(_encode_secret(doc))
                     elif kind == "PodDisruptionBudget":
                         self.pdbs[key] = self._meta(doc)
+                    elif kind == "ConfigMap":
+                        self.configmaps[key] = self._meta(doc)
             self.reconcile()
 
     def _meta(self, obj: Obj) -> Obj:
@@ -313,6 +327,18 @@ class FakeCluster:
         with self.lock:
             for (ns, name), dep in self.deployments.items():
                 self._reconcile_deployment(ns, name, dep)
+
+    def run_job(self, job: Obj) -> None:
+        """Finish a Job at once: its runner's verdict (success without one) becomes its status."""
+        succeeded = self.job_runner(job) if self.job_runner is not None else True
+        condition = "Complete" if succeeded else "Failed"
+        job["status"] = {
+            "startTime": _now(),
+            **({"completionTime": _now(), "succeeded": 1} if succeeded else {"failed": 1}),
+            "conditions": [{"type": condition, "status": "True", "lastTransitionTime": _now()}],
+        }
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        self.event(ns, "Job", name, "Completed" if succeeded else "BackoffLimitExceeded", condition)
 
     def _pods_of(self, ns: str, name: str) -> list[Obj]:
         return [
@@ -533,6 +559,9 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
         ("secrets", r"/api/v1" + _NS + r"/secrets"),
         ("secret", r"/api/v1" + _NS + r"/secrets/(?P<name>[^/]+)"),
         ("events", r"/api/v1" + _NS + r"/events"),
+        ("configmap", r"/api/v1" + _NS + r"/configmaps/(?P<name>[^/]+)"),
+        ("jobs", r"/apis/batch/v1" + _NS + r"/jobs"),
+        ("job", r"/apis/batch/v1" + _NS + r"/jobs/(?P<name>[^/]+)"),
         ("services", r"/api/v1" + _NS + r"/services"),
         ("service", r"/api/v1" + _NS + r"/services/(?P<name>[^/]+)"),
         ("endpointslices", r"/apis/discovery.k8s.io/v1" + _NS + r"/endpointslices"),
@@ -596,6 +625,9 @@ class _Handler(BaseHTTPRequestHandler):
                     422,
                     ApiError(422, "Invalid", f"{type(exc).__name__}: {exc}").status(),
                 )
+            if self.command in ("POST", "PATCH") and code < 300:
+                # what each write left, for tests that look at a state the revert undid since
+                self.cluster.writes.append((self.command, url.path, copy.deepcopy(answer)))
         self._answer(code, answer)
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
@@ -703,6 +735,25 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "DELETE":
                 del c.secrets[(ns, name)]
             return 200, secret
+        if route == "configmap":
+            cm = get(c.configmaps, (ns, name), "configmaps")
+            if method == "PATCH":
+                c.configmaps[(ns, name)] = cm = c._meta(self._patch(cm, body))
+            return 200, cm
+        if route == "jobs" and method == "POST":
+            key = (ns, body["metadata"]["name"])
+            if key in c.jobs:
+                raise ApiError(409, "AlreadyExists", f'jobs.batch "{key[1]}" already exists')
+            body["metadata"]["namespace"] = ns
+            c.jobs[key] = job = c._meta(body)
+            c.run_job(job)
+            return 201, job
+        if route == "job":
+            job = get(c.jobs, (ns, name), "jobs.batch")
+            if method == "DELETE":
+                del c.jobs[(ns, name)]
+                return 200, _success()
+            return 200, job
         simple = {
             "services": (c.services, "services"),
             "endpointslices": (c.endpointslices, "endpointslices.discovery.k8s.io"),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from chaoslib.exceptions import ActivityFailed
 
+from shakeout.k8s.actions import migration_job
 from shakeout.k8s.locust import render_locust_manifests
 from shakeout.load import LoadSpec
+from shakeout.services.flags import DEFAULTS, parse_config, validate_flags
 from tests.k8s.conftest import ROOT
 
 K8S_VERSION = "1.30.0"
@@ -49,9 +53,63 @@ def test_every_deployment_is_spread_probed_and_bounded() -> None:
             secret = next(v for v in pod["volumes"] if "secret" in v)
             mount = next(m for m in container["volumeMounts"] if m["name"] == secret["name"])
             assert "subPath" not in mount, "a subPath mount never sees a rotated Secret"
+            config = next(v for v in pod["volumes"] if "configMap" in v)
+            assert config["configMap"]["name"] == "shakeout-config"
+            mount = next(m for m in container["volumeMounts"] if m["name"] == config["name"])
+            assert "subPath" not in mount, "a subPath mount never sees a changed ConfigMap"
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["SHAKEOUT_CONFIG_FILE"] == mount["mountPath"] + "/config.json"
     assert kinds["Deployment"] == kinds["Service"] == kinds["PodDisruptionBudget"]
     assert "HorizontalPodAutoscaler" in kinds
     assert "Secret" in kinds
+    assert kinds["ConfigMap"] == {"shakeout-config"}
+
+
+def test_the_config_map_holds_a_config_the_services_accept() -> None:
+    (doc,) = _docs(ROOT / "targets" / "kubernetes" / "base" / "config.yaml")
+    data = json.loads(doc["data"]["config.json"])
+    view = parse_config(data, zone="a")
+    assert view.flags == DEFAULTS
+    assert not validate_flags(data["flags"])
+    kustomization = yaml.safe_load(
+        (ROOT / "targets/kubernetes/base/kustomization.yaml").read_text()
+    )
+    assert "config.yaml" in kustomization["resources"]
+
+
+def test_the_migration_job_validates_and_mounts_the_orders_store() -> None:
+    orders = next(
+        d for d in _docs(ROOT / "targets/kubernetes/base/orders.yaml") if d["kind"] == "Deployment"
+    )
+    job = migration_job(orders, "v2", step_pause_s=0.5, batch_rows=50)
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "shakeout.services.migration"]
+    args = container["args"]
+    assert args[args.index("--db") + 1] == "/var/lib/shakeout/orders.sqlite3"
+    assert args[args.index("--to") + 1] == "v2"
+    assert container["volumeMounts"] == [{"name": "data", "mountPath": "/var/lib/shakeout"}]
+    assert pod["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "orders-data"}}
+    ]
+    assert container["image"] == orders["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert pod["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] == 0
+    # not an orders pod: the orders Service and PodDisruptionBudget must not select it
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] != "orders"
+
+
+def test_the_migration_job_needs_the_orders_data_dir() -> None:
+    orders = next(
+        d for d in _docs(ROOT / "targets/kubernetes/base/orders.yaml") if d["kind"] == "Deployment"
+    )
+    container = orders["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "SHAKEOUT_DATA_DIR"]
+    with pytest.raises(ActivityFailed, match="SHAKEOUT_DATA_DIR"):
+        migration_job(orders, "v2")
+    with pytest.raises(ActivityFailed, match="unknown schema 'v3'"):
+        migration_job(orders, "v3")
 
 
 def test_a_broken_manifest_is_rejected() -> None:

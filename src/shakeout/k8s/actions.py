@@ -2,8 +2,10 @@
 
 chaosk8s kills pods, scales, cordons, drains and drives Chaos Mesh; it has no action to
 change a Deployment's environment and put it back, to run a canary beside a Deployment, to
-remember a replica count for the rollback, to rotate or hide the shared-key Secret, or to
-delete a Chaos Mesh object idempotently. These do, each revert idempotent (a rollback may run
+remember a replica count for the rollback, to rotate or hide the shared-key Secret, to
+delete a Chaos Mesh object idempotently, to take the nodes of one service's pods away, to
+change a feature flag in the config ConfigMap, or to run the orders store's schema migration
+as a Job. These do, each revert idempotent (a rollback may run
 after the method already reverted, or after a run that never got that far): the state needed
 to revert is kept on the object itself (a ``shakeout.io/*`` annotation) or in a side object,
 never in this process, so ``shakeout cleanup`` from another process can still undo it.
@@ -22,18 +24,27 @@ from typing import Any
 from kubernetes import client
 
 from shakeout.k8s._api import ActivityFailed, ApiException, apps, core, custom, namespace, not_found
+from shakeout.services.flags import parse_config, validate_flags
+from shakeout.services.migration import SCHEMAS
+from shakeout.services.orders import DB_FILENAME
 
 __all__ = [
     "delete_canary",
     "delete_custom_object_if_present",
     "deploy_canary",
+    "migration_job",
     "remember_replicas",
+    "restore_config",
     "restore_deployment_env",
     "restore_replicas",
+    "return_nodes_of_service",
     "rotate_shared_key",
+    "run_migration_job",
     "secret_store_down",
     "secret_store_up",
+    "set_config_flag",
     "set_deployment_env",
+    "take_nodes_of_service",
 ]
 
 SAVED_ENV = "shakeout.io/saved-env"
@@ -357,3 +368,367 @@ def delete_custom_object_if_present(
             return {"object": f"{plural}.{group}/{name}", "deleted": False}
         raise ActivityFailed(f"{plural}.{group} {ns}/{name}: {exc.status} {exc.reason}") from None
     return {"object": f"{plural}.{group}/{name}", "deleted": True}
+
+
+# --- capacity loss: the nodes of some of a service's pods go away ---------------------------
+
+LOST_NODE_LABEL = "shakeout.io/capacity-loss"
+LOST_NODE_NAMESPACE = "shakeout.io/capacity-loss-namespace"
+APP_LABEL = "app.kubernetes.io/name"
+POLL_S = 1.0
+
+
+def _marked_nodes(service: str, ns: str, secrets: Conf) -> list[Any]:
+    found: list[Any] = core(secrets).list_node(label_selector=f"{LOST_NODE_LABEL}={service}").items
+    return [n for n in found if (n.metadata.annotations or {}).get(LOST_NODE_NAMESPACE) == ns]
+
+
+def _evict(name: str, ns: str, deadline: float, secrets: Conf) -> bool:
+    """Evict one pod through the Eviction API; True once evicted, False if it was gone.
+
+    A 429 means a PodDisruptionBudget forbids it for now: retried until ``deadline``, as
+    ``kubectl drain`` does, since the Deployment's replacement pod becomes ready meanwhile.
+    """
+    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
+    while True:
+        try:
+            core(secrets).create_namespaced_pod_eviction(name, ns, body)
+            return True
+        except ApiException as exc:
+            if not_found(exc):
+                return False
+            if exc.status != 429 or time.monotonic() >= deadline:
+                raise ActivityFailed(
+                    f"cannot evict pod {ns}/{name}: {exc.status} {exc.reason}"
+                ) from None
+        time.sleep(POLL_S)  # wait for the disruption budget to allow it, under the deadline
+
+
+def take_nodes_of_service(
+    service: str,
+    count: int = 1,
+    timeout_s: float = 120.0,
+    configuration: Conf = None,
+    secrets: Conf = None,
+) -> dict[str, Any]:
+    """Capacity loss: ``count`` replicas of a service lose their node.
+
+    Picks schedulable nodes running pods of the service (label ``app.kubernetes.io/name``),
+    fewest of its pods first, until they hold at least ``count`` of them; cordons those nodes,
+    marking them with the ``shakeout.io/capacity-loss`` label (the revert finds them by it, from
+    any process), and evicts that service's pods there (Eviction API, within the
+    PodDisruptionBudget). Other pods on those nodes keep running: only this service loses
+    capacity. The scheduler places the replacements on the remaining nodes when they have room;
+    on a full node pool they stay Pending until :func:`return_nodes_of_service`.
+
+    Hand-written rather than ``chaosk8s.node.actions.drain_nodes``: that evicts every pod of
+    every namespace on the nodes, picks ``count`` nodes at random (with repeats) rather than
+    ``count`` replicas, and leaves no mark a later rollback could find.
+    """
+    ns = namespace(configuration)
+    count = int(count)
+    if count < 1:
+        raise ActivityFailed(f"count must be at least 1, got {count}")
+    already = _marked_nodes(service, ns, secrets)
+    if already:  # applied twice without a revert: the same nodes are still out
+        return {
+            "service": service,
+            "nodes": sorted(n.metadata.name for n in already),
+            "evicted": [],
+        }
+    api = core(secrets)
+    pods: list[Any] = api.list_namespaced_pod(ns, label_selector=f"{APP_LABEL}={service}").items
+    nodes: list[Any] = api.list_node().items
+    schedulable = {n.metadata.name for n in nodes if not (n.spec and n.spec.unschedulable)}
+    by_node: dict[str, list[str]] = {}
+    for pod in pods:
+        node: Any = pod.spec.node_name if pod.spec else None
+        if node in schedulable and pod.metadata.deletion_timestamp is None:
+            by_node.setdefault(node, []).append(pod.metadata.name)
+    if not by_node:
+        raise ActivityFailed(f"no pod of {ns}/{service} runs on a schedulable node")
+    chosen: list[str] = []
+    lost = 0
+    for node in sorted(by_node, key=lambda n: (len(by_node[n]), n)):
+        if lost >= count:
+            break
+        chosen.append(node)
+        lost += len(by_node[node])
+    mark = {
+        "metadata": {
+            "labels": {LOST_NODE_LABEL: service},
+            "annotations": {LOST_NODE_NAMESPACE: ns},
+        },
+        "spec": {"unschedulable": True},
+    }
+    for node in chosen:
+        api.patch_node(node, mark)
+    deadline = time.monotonic() + float(timeout_s)
+    evicted = [p for node in chosen for p in by_node[node] if _evict(p, ns, deadline, secrets)]
+    return {"service": service, "nodes": chosen, "evicted": evicted}
+
+
+def return_nodes_of_service(
+    service: str, configuration: Conf = None, secrets: Conf = None
+) -> dict[str, Any]:
+    """Undo :func:`take_nodes_of_service`: uncordon the nodes it marked; none marked, no-op.
+
+    (``chaosk8s.node.actions.uncordon_node`` fails when no node matches, so a rollback after
+    the revert would fail, and it cannot remove the mark.)
+    """
+    ns = namespace(configuration)
+    nodes = sorted(n.metadata.name for n in _marked_nodes(service, ns, secrets))
+    unmark = {
+        "metadata": {"labels": {LOST_NODE_LABEL: None}, "annotations": {LOST_NODE_NAMESPACE: None}},
+        "spec": {"unschedulable": False},
+    }
+    for node in nodes:
+        core(secrets).patch_node(node, unmark)
+    return {"service": service, "nodes": nodes, "restored": bool(nodes)}
+
+
+# --- config change: a feature flag in the shakeout-config ConfigMap --------------------------
+
+CONFIG_MAP_KEY = "shakeout_config_map"
+CONFIG_FILE = "config.json"
+SAVED_CONFIG = "shakeout.io/config-before"
+
+
+def _config_map(configuration: Conf, secrets: Conf) -> tuple[str, str, dict[str, Any], Any]:
+    """(namespace, name, parsed config.json, the ConfigMap), failing with a clear reason."""
+    ns = namespace(configuration)
+    name = str((configuration or {}).get(CONFIG_MAP_KEY) or "shakeout-config")
+    try:
+        cm = core(secrets).read_namespaced_config_map(name, ns)
+    except ApiException as exc:
+        raise ActivityFailed(
+            f"configmap {ns}/{name}: {exc.status} {exc.reason} (apply targets/kubernetes/base)"
+        ) from None
+    raw = (cm.data or {}).get(CONFIG_FILE)
+    if raw is None:
+        raise ActivityFailed(f"configmap {ns}/{name} has no key {CONFIG_FILE!r}")
+    try:
+        config = json.loads(raw)
+        parse_config(config, zone="")  # the structure the services accept
+    except ValueError as exc:
+        raise ActivityFailed(f"configmap {ns}/{name} {CONFIG_FILE}: {exc}") from None
+    return ns, name, config, cm
+
+
+def set_config_flag(
+    flag: str, value: str, configuration: Conf = None, secrets: Conf = None
+) -> dict[str, Any]:
+    """Set one feature flag in the config ConfigMap; the outcome, as the local platform's.
+
+    The change is validated against ``shakeout.services.flags`` first: an unknown flag or a
+    value outside the flag's list is ``rejected`` and nothing changes. Otherwise config.json
+    gets the value under the next version number, and the content it replaces is kept in the
+    ``shakeout.io/config-before`` annotation (only the first time: applying twice still
+    restores the original) for :func:`restore_config`. Kubernetes has no staged config
+    rollout: every pod sees the change when the kubelet refreshes the mounted ConfigMap.
+    """
+    changes = {flag: value}
+    problems = validate_flags(changes)
+    if problems:
+        return {"status": "rejected", "reason": "; ".join(problems), "flags": changes}
+    ns, name, config, cm = _config_map(configuration, secrets)
+    annotations = cm.metadata.annotations or {}
+    saved = annotations.get(SAVED_CONFIG) or cm.data[CONFIG_FILE]
+    version = int(config["version"]) + 1
+    new = {"version": version, "flags": {**config["flags"], **changes}, "canary": None}
+    body = {
+        "metadata": {"annotations": {SAVED_CONFIG: saved}},
+        "data": {CONFIG_FILE: json.dumps(new, sort_keys=True)},
+    }
+    core(secrets).patch_namespaced_config_map(name, ns, body)
+    return {"status": "applied", "version": version, "flags": changes, "staged": False}
+
+
+def restore_config(configuration: Conf = None, secrets: Conf = None) -> dict[str, Any]:
+    """Undo :func:`set_config_flag`: the saved flags, under the next version number.
+
+    A new version (rather than the old number) makes every replica see a change and reset its
+    per-version counters, as the local platform's revert does. Nothing saved: ``unchanged``.
+    """
+    ns, name, config, cm = _config_map(configuration, secrets)
+    annotations = cm.metadata.annotations or {}
+    if SAVED_CONFIG not in annotations:
+        return {"status": "unchanged", "version": config["version"], "flags": config["flags"]}
+    before = json.loads(annotations[SAVED_CONFIG])
+    version = int(config["version"]) + 1
+    restored = {**before, "version": version}
+    body = {
+        "metadata": {"annotations": {SAVED_CONFIG: None}},
+        "data": {CONFIG_FILE: json.dumps(restored, sort_keys=True)},
+    }
+    core(secrets).patch_namespaced_config_map(name, ns, body)
+    return {"status": "reverted", "version": version, "flags": before["flags"]}
+
+
+# --- schema migration: a Job on the orders store ---------------------------------------------
+
+MIGRATION_JOB = "shakeout-migrate-orders"
+ORDERS = "orders"
+
+
+def migration_job(
+    orders: dict[str, Any],
+    to: str,
+    *,
+    name: str = MIGRATION_JOB,
+    step_pause_s: float = 1.0,
+    batch_rows: int = 200,
+    deadline_s: int = 600,
+) -> dict[str, Any]:
+    """The Job that migrates the orders store to schema ``to``, from the orders Deployment.
+
+    ``orders`` is the Deployment as a dict (API field names). The Job runs the Deployment's
+    image with ``python -m shakeout.services.migration`` (online mode) on the volume mounted
+    where the orders pods keep their store (``SHAKEOUT_DATA_DIR``), with the same pod and
+    container security context, so it opens the same SQLite file. Its pods do not carry the
+    orders label: the orders Service and disruption budget do not count them.
+    """
+    if to not in SCHEMAS:
+        raise ActivityFailed(f"unknown schema {to!r} (known: {', '.join(SCHEMAS)})")
+    pod = orders["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    data_dir = env.get("SHAKEOUT_DATA_DIR")
+    if not data_dir:
+        raise ActivityFailed("deployment orders: its container sets no SHAKEOUT_DATA_DIR")
+    mounts = [
+        m
+        for m in container.get("volumeMounts") or []
+        if data_dir.rstrip("/") == m["mountPath"].rstrip("/")
+        or data_dir.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    if not mounts:
+        raise ActivityFailed(f"deployment orders: no volume is mounted at {data_dir}")
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    volume = next((v for v in pod.get("volumes") or [] if v["name"] == mount["name"]), None)
+    if volume is None:
+        raise ActivityFailed(f"deployment orders: volume {mount['name']!r} is not declared")
+    labels = {
+        APP_LABEL: "orders-migration",
+        "app.kubernetes.io/part-of": "shakeout",
+        "shakeout.io/migration-to": to,
+    }
+    job_container: dict[str, Any] = {
+        "name": "migrate",
+        "image": container["image"],
+        "command": ["python", "-m", "shakeout.services.migration"],
+        "args": [
+            "--db",
+            f"{data_dir.rstrip('/')}/{DB_FILENAME}",
+            "--to",
+            to,
+            "--mode",
+            "online",
+            "--step-pause-s",
+            str(float(step_pause_s)),
+            "--batch-rows",
+            str(int(batch_rows)),
+        ],
+        "volumeMounts": [{"name": mount["name"], "mountPath": mount["mountPath"]}],
+    }
+    for key in ("imagePullPolicy", "resources", "securityContext"):
+        if key in container:
+            job_container[key] = copy.deepcopy(container[key])
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [job_container],
+        "volumes": [copy.deepcopy(volume)],
+    }
+    if "securityContext" in pod:
+        pod_spec["securityContext"] = copy.deepcopy(pod["securityContext"])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,  # a failed migration is reported, not retried behind our back
+            "activeDeadlineSeconds": int(deadline_s),
+            "ttlSecondsAfterFinished": 3600,  # a failed Job is kept for its logs, then removed
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _job_outcome(job: Any) -> str | None:
+    """``succeeded``/``failed`` once the Job has finished, else None."""
+    status = job.status
+    if status is None:
+        return None
+    for condition in status.conditions or []:
+        if condition.status == "True" and condition.type in ("Complete", "Failed"):
+            return "succeeded" if condition.type == "Complete" else "failed"
+    if status.succeeded:
+        return "succeeded"
+    if status.failed:
+        return "failed"
+    return None
+
+
+def _delete_job(batch: client.BatchV1Api, name: str, ns: str, wait_s: float) -> bool:
+    """Delete a Job and its pods (foreground: the Job goes once its pods are gone)."""
+    try:
+        batch.delete_namespaced_job(name, ns, propagation_policy="Foreground")
+    except ApiException as exc:
+        if not_found(exc):
+            return False
+        raise ActivityFailed(f"job {ns}/{name}: {exc.status} {exc.reason}") from None
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            batch.read_namespaced_job(name, ns)
+        except ApiException as exc:
+            if not_found(exc):
+                return True
+            raise ActivityFailed(f"job {ns}/{name}: {exc.status} {exc.reason}") from None
+        time.sleep(POLL_S)  # foreground deletion: wait for the pods to go, under the deadline
+    raise ActivityFailed(f"job {ns}/{name} still exists {wait_s}s after its deletion")
+
+
+def run_migration_job(
+    to: str = "v2",
+    timeout_s: float = 600.0,
+    step_pause_s: float = 1.0,
+    batch_rows: int = 200,
+    configuration: Conf = None,
+    secrets: Conf = None,
+) -> dict[str, Any]:
+    """Migrate the orders store to schema ``to`` with a Job (:func:`migration_job`); wait; delete.
+
+    A Job of the same name left by an earlier run (killed, or failed and kept) is deleted first,
+    its pod included: a migration stopped half-way is safe, the next one finishes or aborts it
+    (``shakeout.services.migration.migrate``). Migrating to the schema the store already has
+    is a no-op Job, so the revert (``to: v1``) is idempotent. A failed Job is left for
+    ``kubectl logs`` and the action fails; a successful one is deleted.
+    """
+    ns = namespace(configuration)
+    orders = _deployment(ORDERS, ns, secrets)
+    api_client = client.ApiClient()
+    as_dict = api_client.sanitize_for_serialization(orders)  # type: ignore[no-untyped-call]
+    body: Any = migration_job(
+        as_dict, to, step_pause_s=step_pause_s, batch_rows=batch_rows, deadline_s=int(timeout_s)
+    )
+    name = body["metadata"]["name"]
+    batch = client.BatchV1Api(core(secrets).api_client)
+    _delete_job(batch, name, ns, wait_s=60.0)
+    started = time.monotonic()
+    try:
+        batch.create_namespaced_job(ns, body)
+    except ApiException as exc:
+        raise ActivityFailed(f"cannot create job {ns}/{name}: {exc.status} {exc.reason}") from None
+    while True:
+        outcome = _job_outcome(batch.read_namespaced_job(name, ns))
+        waited = round(time.monotonic() - started, 3)
+        if outcome == "failed":
+            raise ActivityFailed(f"migration to {to} failed: see `kubectl logs -n {ns} job/{name}`")
+        if outcome == "succeeded":
+            break
+        if waited >= float(timeout_s):
+            raise ActivityFailed(f"migration job {ns}/{name} not finished after {timeout_s}s")
+        time.sleep(POLL_S)  # poll the Job under the timeout above
+    _delete_job(batch, name, ns, wait_s=60.0)
+    return {"job": name, "to": to, "status": "completed", "took_s": waited}

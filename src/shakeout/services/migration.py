@@ -374,3 +374,63 @@ def duplicates(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[s
             for key, order_id in rows:
                 found.setdefault(key, set()).add(order_id)
     return {k: sorted(v) for k, v in found.items() if len(v) > 1}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shakeout.services.migration --db PATH --to v2``: migrate a store, then exit.
+
+    The Kubernetes target's migration Job runs this against the orders store on the volume the
+    orders pods share (the embedded platform calls :func:`migrate` in-process instead). Each step
+    and the final state are printed as JSON lines (the Job's log). Exit status 0 once the store
+    is at ``--to`` (nothing to do is success: a repeated revert is a no-op), 1 when the store is
+    missing or SQLite fails, 2 on bad arguments.
+    """
+    import argparse
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(
+        prog="python -m shakeout.services.migration",
+        description="Migrate the orders store's schema (see shakeout.services.migration).",
+    )
+    parser.add_argument("--db", type=Path, required=True, help="path of the orders SQLite file")
+    parser.add_argument("--to", choices=SCHEMAS, required=True, help="target schema")
+    parser.add_argument("--mode", choices=("online", "offline"), default="online")
+    parser.add_argument("--step-pause-s", type=float, default=1.0, help="hold of each phase")
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="backfill batch")
+    args = parser.parse_args(argv)
+
+    def emit(kind: str, **fields: Any) -> None:
+        print(json.dumps({"event": kind, **fields}), flush=True)
+
+    # The orders replicas create the store; a missing file means the path is wrong, and
+    # sqlite3.connect would silently create an empty database there.
+    if not args.db.is_file():
+        print(f"no orders store at {args.db}: is the orders volume mounted?", file=sys.stderr)
+        return 1
+    try:
+        conn = sqlite3.connect(args.db, timeout=10.0, isolation_level=None)
+        try:
+            # The same settings as the platform's migration job (platform/migration.py).
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA synchronous = FULL")
+            emit("migration_started", to=args.to, mode=args.mode, **read_state(conn).as_dict())
+            state = migrate(
+                conn,
+                args.to,
+                mode=args.mode,
+                step=lambda name, figures: emit("migration_step", step=name, **figures),
+                step_pause_s=args.step_pause_s,
+                batch_rows=args.batch_rows,
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        print(f"{args.db}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    emit("migration_completed", to=args.to, mode=args.mode, **state.as_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
