@@ -147,8 +147,9 @@ def _evicted(target: LocalTarget, args: dict[str, Any]) -> Reach:
     count = min(args["count"], len(replicas))
     return Reach(
         [r for r, _ in replicas[len(replicas) - count :]],
-        f"{count} of {len(replicas)} replicas of {args['service']} (evicted, not rescheduled "
-        "until the fault ends)",
+        f"{count} of {len(replicas)} replicas of {args['service']} (evicted with their nodes "
+        "taken; the embedded platform reschedules none until the fault ends, a cluster may "
+        "place them on other nodes)",
     )
 
 
