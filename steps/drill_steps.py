@@ -21,8 +21,9 @@ def _require(verdict: Verdict) -> None:
 
 @given("the target is up and every replica is ready")
 def target_ready(drill: Drill) -> None:
-    """The platform answers and is in steady state (the drill fixture started it if needed)."""
-    assert drill.platform.gateway_url
+    """The target answers and is in its steady state (waited for; the drill fixture started
+    the embedded platform if it was not running)."""
+    drill.wait_until_steady()
 
 
 @given(

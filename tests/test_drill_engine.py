@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from shakeout.drill import Drill
-from shakeout.errors import SLOBreach
+from shakeout.errors import FaultError, PlatformError, SLOBreach
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_800_000_000.0
@@ -49,6 +49,8 @@ class FakeSession:
         self.target_file = target_file
         self.gateway_url = "http://127.0.0.1:9"
         self.steady = steady
+        self.checks = 0
+        self.unsteady_from: int | None = None  # the n-th check on is not steady
         self.event_log: list[dict[str, Any]] = [{"seq": 1, "t": T0, "kind": "started"}]
 
     def chaos_configuration(self) -> dict[str, Any]:
@@ -67,7 +69,9 @@ class FakeSession:
         }
 
     def steady_state(self) -> tuple[bool, str]:
-        return (True, "") if self.steady else (False, "not ready: orders-1")
+        self.checks += 1
+        steady = self.steady if self.unsteady_from is None else self.checks < self.unsteady_from
+        return (True, "") if steady else (False, "not ready: orders-1")
 
 
 @pytest.fixture
@@ -103,7 +107,7 @@ def test_steady_state_after_the_fault_is_a_verdict(session: FakeSession, tmp_pat
 def test_target_not_back_in_steady_state_fails_with_what_is_wrong(
     session: FakeSession, tmp_path: Path
 ) -> None:
-    session.steady = False
+    session.unsteady_from = 2  # steady before the fault, never after it
     drill = Drill(session, "not steady", tmp_path / "reports")
     drill.steady_state_timeout_s = 0.5
     drill.inject("nothing")
@@ -158,3 +162,42 @@ def test_fast_burn_stop_condition_is_read_against_the_budget(
     assert condition.max_error_rate == pytest.approx(0.144)  # 14.4 x a 1% budget
     assert "burning at 20.0x" in condition.describe(0.20)
     assert "above 14.4x" in condition.describe(0.20)
+
+
+def test_no_fault_is_injected_while_the_target_is_not_in_steady_state(
+    session: FakeSession, tmp_path: Path
+) -> None:
+    session.steady = False
+    drill = Drill(session, "unsteady start", tmp_path / "reports")
+    drill.steady_state_timeout_s = 0.3
+    with pytest.raises(PlatformError, match=r"not ready: orders-1.*'nothing' was not injected"):
+        drill.inject("nothing")
+    assert not list(drill.run_dir.glob("journal-*.json"))  # chaos never ran
+
+
+def test_an_experiment_whose_method_never_ran_is_a_fault_not_applied(
+    session: FakeSession, tmp_path: Path
+) -> None:
+    experiment = json.loads(json.dumps(NOOP_EXPERIMENT))
+    experiment["steady-state-hypothesis"] = {
+        "title": "a file that is not there",
+        "probes": [
+            {
+                "type": "probe",
+                "name": "missing-file",
+                "tolerance": True,
+                "provider": {
+                    "type": "python",
+                    "module": "os.path",
+                    "func": "exists",
+                    "arguments": {"path": "/nonexistent/shakeout"},
+                },
+            }
+        ],
+    }
+    path = Path(session.target_file).parent / "noop.json"
+    path.write_text(json.dumps(experiment), encoding="utf-8")
+    drill = Drill(session, "not applied", tmp_path / "reports")
+    with pytest.raises(FaultError, match=r"'nothing' was not applied.*method never ran"):
+        drill.inject("nothing")
+    assert drill.outcome(FaultError("x")) == "error"

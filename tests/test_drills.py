@@ -260,7 +260,8 @@ def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
         finally:
             drill.wait(timeout=30)
         assert wait_for(lambda: not shakeout_chaos_running(), 10)
-        assert bad_release_live(), "the fault should still be there: nobody rolled it back"
+        events = [(e["kind"], e.get("version") or e.get("reason")) for e in client.events()]
+        assert bad_release_live(), f"the fault should still be there; events: {events[-15:]}"
         assert len(undo.pending(fragile_platform.target)) == 1
 
         result = subprocess.run(
@@ -337,7 +338,7 @@ def test_dry_run_on_the_kubernetes_target_resolves_its_own_experiments(
     tmp_path: Path, no_leftovers: None
 ) -> None:
     result = _run_drill(
-        tmp_path, TARGETS / "kubernetes" / "kind.yaml", "--dry-run", "-k", "zone", "-rs"
+        tmp_path, TARGETS / "kubernetes" / "kind.yaml", "--dry-run", "-m", "zone", "-rs"
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "scenarios/kubernetes/zone_outage.json" in result.stdout

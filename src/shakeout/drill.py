@@ -185,10 +185,38 @@ class Drill:
             raise ConfigError(f"{where}: field faults.{fault}: no experiment file {experiment}")
         return experiment
 
+    def wait_until_steady(self, timeout_s: float | None = None) -> float:
+        """Wait until the target is in its steady state (for example replicas an autoscaler
+        just added are ready); return the seconds waited. PlatformError when it never is."""
+        timeout = self.steady_state_timeout_s if timeout_s is None else timeout_s
+        started = time.monotonic()
+        problem = ""
+
+        def steady() -> bool:
+            nonlocal problem
+            met, problem = self.platform.steady_state()
+            return met
+
+        tick = self.load.report if self.load else None
+        if not wait_for(steady, timeout, period_s=0.2, on_tick=tick):
+            raise PlatformError(
+                f"target {self.platform.target!r} is not in its steady state after {timeout:g} s "
+                f"({problem})"
+            )
+        return time.monotonic() - started
+
     def inject(self, fault: str, **variables: str | float | int) -> FaultRun:
-        """Run the experiment behind a fault word to its end, rollbacks included."""
+        """Run the experiment behind a fault word to its end, rollbacks included.
+
+        The target must be in its steady state first (the experiment's own hypothesis checks
+        it again); an experiment whose method never ran is a fault that was not applied, an
+        error, never a pass."""
         experiment = self.experiment_for(fault)
         validate(experiment, self.run_dir)
+        try:
+            self.wait_until_steady()
+        except PlatformError as exc:
+            raise PlatformError(f"{exc}; fault {fault!r} was not injected") from exc
         if self.progress:
             self.progress(f"fault {fault!r}: {experiment} {variables}")
         config = {**self.platform.chaos_configuration(), **variables}
@@ -214,6 +242,11 @@ class Drill:
             )
         if result.status == "aborted" or not result.rollbacks_ok:
             raise FaultError(f"{result.summary()}; journal {result.journal_path}")
+        if result.fault_start is None:
+            raise FaultError(
+                f"fault {fault!r} was not applied: {experiment}'s method never ran (its "
+                f"steady-state hypothesis did not hold before it); journal {result.journal_path}"
+            )
         return result
 
     def stop_when(self, max_error_rate: float, window_s: int) -> StopCondition:
@@ -411,19 +444,13 @@ class Drill:
         ]
 
     def _steady_state_after(self, fault: str) -> Verdict:
-        """After a fault's rollbacks: every replica ready and no rollout still progressing,
-        waited for up to ``steady_state_timeout_s``. Reported as a verdict, not assumed."""
-        started = time.monotonic()
-        problem = ""
-
-        def steady() -> bool:
-            nonlocal problem
-            met, problem = self.platform.steady_state()
-            return met
-
-        tick = self.load.report if self.load else None
-        met = wait_for(steady, self.steady_state_timeout_s, period_s=0.2, on_tick=tick)
-        took = time.monotonic() - started
+        """After a fault's rollbacks: the target back in its steady state within
+        ``steady_state_timeout_s``. Reported as a verdict, not assumed."""
+        try:
+            took: float | None = self.wait_until_steady()
+            met, problem = True, ""
+        except PlatformError as exc:
+            took, met, problem = None, False, str(exc)
         if self.progress and not met:
             self.progress(f"warning: steady state not back after {fault!r}: {problem}")
         return judge_fact(
@@ -431,7 +458,7 @@ class Drill:
             f"the target is back in its steady state within {self.steady_state_timeout_s:g} s "
             f"of {fault} being rolled back",
             "recovery",
-            took if met else None,
+            took,
             self.steady_state_timeout_s,
             "s",
             met,
