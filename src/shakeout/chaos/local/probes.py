@@ -23,10 +23,19 @@ __all__ = [
 ]
 
 
-def all_replicas_ready(configuration: dict[str, Any] | None = None) -> bool:
-    """True when every replica of every service answers its readiness probe."""
+def all_replicas_ready(
+    within_s: float = 0.0, configuration: dict[str, Any] | None = None
+) -> bool:
+    """True when every replica of every service answers its readiness probe, now or within
+    ``within_s`` seconds (a replica the autoscaler just added needs a moment to be ready)."""
+    deadline = time.monotonic() + within_s
     with client(configuration) as platform:
-        return all(r["ready"] for r in platform.replicas())
+        while True:
+            if all(r["ready"] for r in platform.replicas()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)  # poll the control API under the deadline above
 
 
 def replicas(
