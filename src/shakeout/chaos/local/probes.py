@@ -23,9 +23,7 @@ __all__ = [
 ]
 
 
-def all_replicas_ready(
-    within_s: float = 0.0, configuration: dict[str, Any] | None = None
-) -> bool:
+def all_replicas_ready(within_s: float = 0.0, configuration: dict[str, Any] | None = None) -> bool:
     """True when every replica of every service answers its readiness probe, now or within
     ``within_s`` seconds (a replica the autoscaler just added needs a moment to be ready)."""
     deadline = time.monotonic() + within_s
