@@ -254,7 +254,8 @@ def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
             assert wait_for(bad_release_live, 60), "the drill never injected its fault"
             # `chaos run` lives in its own session and rolls back within ~30 ms of its guard
             # dying: kill it first, then the harness and its guard.
-            killed = chaos_pids()
+            killed = chaos_pids(tmp_path / "runtime")
+            assert killed, "no `chaos run` process found to kill"
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
             os.killpg(drill.pid, signal.SIGKILL)
@@ -289,20 +290,26 @@ def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
         assert undo.pending(fragile_platform.target, include_live=True) == []
 
 
-def chaos_pids() -> list[int]:
-    """Pids of this test session's `chaos run` processes (not their guards)."""
-    marker = f"SHAKEOUT_TEST_SESSION={os.environ['SHAKEOUT_TEST_SESSION']}".encode()
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True)
+def chaos_pids(runtime: Path | None = None) -> list[int]:
+    """Pids of this test session's `chaos run` processes (not their guards), read from /proc
+    (full argv and environment, whatever the width `ps` would print); with ``runtime``, only
+    those working on the platforms of that runtime folder."""
+    markers = [f"SHAKEOUT_TEST_SESSION={os.environ['SHAKEOUT_TEST_SESSION']}".encode()]
+    if runtime is not None:
+        markers.append(f"SHAKEOUT_RUNTIME_DIR={runtime}".encode())
     pids = []
-    for line in out.stdout.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if "chaos --no-version-check" in args and "shakeout.chaos._guard" not in args:
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if marker in environ:  # only this test session's processes
-                pids.append(int(pid))
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        is_chaos = b"--no-version-check" in argv and any(a.endswith(b"chaos") for a in argv)
+        guard = b"shakeout.chaos._guard" in argv
+        if is_chaos and not guard and all(marker in environ for marker in markers):
+            pids.append(int(proc.name))
     return pids
 
 
