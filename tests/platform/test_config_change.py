@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,17 @@ def _price_p1(state: PlatformState) -> int:
         response = web.get("/api/products/p1")
     assert response.status_code == 200, response.text
     return int(response.json()["price_cents"])
+
+
+def _change_under_traffic(
+    state: PlatformState, client: lifecycle.PlatformClient, pricing: str, after_s: float
+) -> tuple[dict[str, Any], Traffic]:
+    """Set ``catalog.pricing`` one second into steady traffic and keep it up ``after_s``."""
+    with Traffic(state.gateway_url) as traffic:
+        time.sleep(1.0)  # traffic before the change
+        outcome = client.set_flags({"catalog.pricing": pricing})
+        time.sleep(after_s)  # traffic after it
+    return outcome, traffic
 
 
 @pytest.fixture
@@ -57,10 +69,7 @@ class TestResilient:
         self, state: PlatformState, client: lifecycle.PlatformClient
     ) -> None:
         since = last_seq(client)
-        with Traffic(state.gateway_url) as traffic:
-            time.sleep(1.0)
-            outcome = client.set_flags({"catalog.pricing": "sale"})
-            time.sleep(1.0)
+        outcome, traffic = _change_under_traffic(state, client, "sale", 1.0)
         assert outcome["status"] == "applied", outcome
         assert outcome["requests"] > 0  # the canary zone served traffic under the new config
         kinds = kinds_since(client, since)
@@ -76,10 +85,7 @@ class TestResilient:
         self, state: PlatformState, client: lifecycle.PlatformClient
     ) -> None:
         since = last_seq(client)
-        with Traffic(state.gateway_url) as traffic:
-            time.sleep(1.0)
-            outcome = client.set_flags({"catalog.pricing": "dynamic"})
-            time.sleep(2.0)
+        outcome, traffic = _change_under_traffic(state, client, "dynamic", 2.0)
         assert outcome["status"] == "rolled_back", outcome
         assert "catalog-" in outcome["reason"] or "error rate" in outcome["reason"]
         kinds = kinds_since(client, since)
@@ -127,10 +133,7 @@ class TestFragile:
     ) -> None:
         _settled(client)
         since = last_seq(client)
-        with Traffic(state.gateway_url) as traffic:
-            time.sleep(1.0)
-            outcome = client.set_flags({"catalog.pricing": "sale"})
-            time.sleep(3.0)
+        outcome, traffic = _change_under_traffic(state, client, "sale", 3.0)
         assert outcome["status"] == "applied"
         assert sorted(outcome["restarted"]) == ["catalog-0", "catalog-1"]
         assert kinds_since(client, since).count("replica_killed") == 2
@@ -143,10 +146,7 @@ class TestFragile:
     ) -> None:
         _settled(client)
         since = last_seq(client)
-        with Traffic(state.gateway_url) as traffic:
-            time.sleep(1.0)
-            outcome = client.set_flags({"catalog.pricing": "dynamic"})
-            time.sleep(3.0)
+        outcome, traffic = _change_under_traffic(state, client, "dynamic", 3.0)
         assert outcome["status"] == "applied"
         assert "config_canary" not in kinds_since(client, since)
         assert traffic.error_rate > 0.2, traffic.statuses
