@@ -7,6 +7,7 @@ import math
 import pytest
 
 from shakeout.measure import SETTLE_S, Recorder, RequestRecord
+from shakeout.records import GENERATOR_SATURATED_MS, LatencyLimit, RecordSet
 from shakeout.slo import (
     MIN_SAMPLES,
     Objective,
@@ -14,7 +15,6 @@ from shakeout.slo import (
     judge_budget,
     judge_orders,
     judge_recovery,
-    recovery_time,
 )
 
 T0 = 1_800_000_000.0
@@ -132,20 +132,7 @@ def test_too_few_samples_is_inconclusive_never_a_pass() -> None:
     assert evaluate(Objective("nothing", "latency", 1.0), recorder).observed_text() == "no data"
 
 
-def test_recovery_time_is_read_from_the_request_stream() -> None:
-    records = []
-    for second in range(20):
-        failing = 5 <= second < 9  # the fault starts at 5 s; errors stop after 9 s
-        records += [
-            _record(T0 + second + i / 10, 5.0, error="HTTP 502" if failing else None)
-            for i in range(10)
-        ]
-    recorder = _recorder(records)
-    assert recovery_time(recorder, "checkout", T0 + 5, 0.01) == pytest.approx(4.0)
-    assert recovery_time(recorder, "checkout", T0 + 5, 0.01, sustain_s=30) is None
-
-
-def _failing_between(first: int, last: int, seconds: int = 20) -> Recorder:
+def _failing(first: int, last: int, seconds: int = 20) -> list[RequestRecord]:
     records = []
     for second in range(seconds):
         failing = first <= second < last
@@ -153,28 +140,133 @@ def _failing_between(first: int, last: int, seconds: int = 20) -> Recorder:
             _record(T0 + second + i / 10, 5.0, error="HTTP 502" if failing else None)
             for i in range(10)
         ]
-    return _recorder(records)
+    return records
+
+
+def _failing_between(first: int, last: int, seconds: int = 20) -> Recorder:
+    return _recorder(_failing(first, last, seconds))
+
+
+def test_recovery_time_is_read_from_the_request_stream() -> None:
+    records = RecordSet(_failing(5, 9))  # the fault starts at 5 s; errors stop after 9 s
+    impact = records.impact("checkout", T0 + 5, T0 + 7, max_error_rate=0.01)
+    assert impact.first_impact_s == pytest.approx(0.0)
+    assert impact.from_fault_start_s == pytest.approx(4.0)
+    assert impact.impact_window_s == pytest.approx(4.0)
+    assert impact.from_fault_end_s == pytest.approx(2.0)
+    never = records.impact("checkout", T0 + 5, T0 + 7, max_error_rate=0.01, sustain_s=30)
+    assert never.from_fault_start_s is None
 
 
 def test_recovery_verdict_measures_from_the_fault_start_and_end() -> None:
-    recorder = _failing_between(5, 9)
-    verdict, recovery = judge_recovery(recorder, "checkout", T0 + 5, T0 + 7, within_s=5)
+    records = RecordSet(_failing(5, 9))
+    verdict, recovery = judge_recovery(records, "checkout", T0 + 5, T0 + 7, within_s=5)
     assert verdict.status == "pass"
     assert verdict.observed == pytest.approx(4.0)
     assert recovery.from_fault_end_s == pytest.approx(2.0)
-    late, _ = judge_recovery(recorder, "checkout", T0 + 5, T0 + 7, within_s=3)
+    late, _ = judge_recovery(records, "checkout", T0 + 5, T0 + 7, within_s=3)
     assert late.status == "fail"
     assert "within 3 s" in late.message
     assert "observed 4.0 s" in late.message
 
 
 def test_recovery_that_never_comes_fails_and_too_little_data_is_inconclusive() -> None:
-    never, _ = judge_recovery(_failing_between(5, 20), "checkout", T0 + 5, T0 + 10, within_s=10)
+    failing = RecordSet(_failing(5, 20))
+    never, _ = judge_recovery(failing, "checkout", T0 + 5, T0 + 10, within_s=10)
     assert never.status == "fail"
     assert never.observed is None
     assert "never recovered" in never.message
-    short, _ = judge_recovery(_failing_between(0, 0, 6), "checkout", T0 + 5, T0 + 6, within_s=10)
+    short, _ = judge_recovery(RecordSet(_failing(0, 0, 6)), "checkout", T0 + 5, T0 + 6, 10)
     assert short.status == "inconclusive"
+
+
+RATE = 40  # requests per second in the stall tests
+D_MS = 20.0  # the server's known service time
+
+
+def _stalled_run(
+    stall_at: float, stall_s: float, seconds: int = 20, every: int = 1
+) -> list[RequestRecord]:
+    """Open-model records against servers answering in exactly D ms, one of ``every`` of
+    which stalls for ``stall_s`` from ``stall_at`` (a frozen zone): a request it gets during
+    the stall ends when the stall is over; the others keep answering."""
+    records = []
+    stall_end = T0 + stall_at + stall_s
+    for i in range(seconds * RATE):
+        due = T0 + i / RATE
+        stalled = i % every == 0 and T0 + stall_at <= due < stall_end
+        served_at = stall_end if stalled else due
+        records.append(RequestRecord(due, due, served_at + D_MS / 1000, "browse", "GET", 200, None))
+    return records
+
+
+def test_a_stall_with_no_errors_is_an_impact_and_recovery_sees_it() -> None:
+    """Slowness is an outage: recovery waits until the latency objective holds again,
+    within 100 ms of the stall's known end (the issue's ground-truth bound)."""
+    records = RecordSet(_stalled_run(stall_at=8.0, stall_s=2.0))
+    limit = LatencyLimit(99.0, 2 * D_MS)
+    impact = records.impact("browse", T0 + 8.0, T0 + 10.0, 0.01, [limit])
+    assert impact.first_impact_s == pytest.approx(0.0)
+    assert impact.from_fault_start_s == pytest.approx(2.0, abs=0.1)
+    assert impact.from_fault_end_s == pytest.approx(0.0, abs=0.1)
+    errors_only = records.impact("browse", T0 + 8.0, T0 + 10.0, 0.01)
+    assert errors_only.first_impact_s is None  # nothing failed: only latency can see it
+    assert errors_only.from_fault_start_s == 0.0
+
+
+def test_every_request_is_accounted_to_the_second_it_was_due_through_a_stall() -> None:
+    """A 5 s stall: the requests due in it end up to 5 s later, in batches as the load
+    delivers them; each still counts in the second (and phase) it was due in."""
+    records = _stalled_run(stall_at=8.0, stall_s=5.0, every=2)
+    recorder = Recorder()
+    by_end = sorted(records, key=lambda r: r.ended_at)
+    t = T0
+    while by_end:  # the load driver reads its records file every 0.25 s
+        t += 0.25
+        batch = [r for r in by_end if r.ended_at < t]
+        by_end = by_end[len(batch) :]
+        recorder.add_all(batch)
+    assert recorder.late > 0, "the stall must deliver records after their second was sealed"
+    series = recorder.series("browse")
+    assert [row["requests"] for row in series] == [RATE] * 20
+    stalled = [row for row in series if 8 <= row["t"] - T0 < 13]
+    assert all(row["p99_ms"] > 1000 * (13 - (row["t"] - T0)) - 50 for row in stalled)
+    assert all(row["p99_ms"] < 2 * D_MS for row in series if row not in stalled)
+    # Phases start and end within a second: each counts exactly the requests due in it.
+    exact = RecordSet(records)
+    fault_start, fault_end = T0 + 8.3, T0 + 13.3
+    for start, end in [(None, fault_start), (fault_start, fault_end), (fault_end, None)]:
+        due = [r for r in records if (start is None or r.due >= start)]
+        due = [r for r in due if end is None or r.due < end]
+        assert exact.stats("browse", start, end).count == len(due)
+
+
+def test_whole_run_throughput_is_over_the_real_window() -> None:
+    records = [_record(T0 + 0.3 + i / 200, 5.0) for i in range(20 * 200)]  # 200 rps for 20 s
+    assert RecordSet(records).stats().throughput_rps == pytest.approx(200.0, rel=1e-6)
+    assert _recorder(records).stats().throughput_rps == pytest.approx(200.0, rel=1e-6)
+
+
+def test_exact_percentiles_are_nearest_rank_over_the_window() -> None:
+    records = RecordSet([_record(T0 + i / 100, float(v)) for i, v in enumerate(range(1, 101))])
+    stats = records.stats("checkout", T0 + 0.505, T0 + 0.995)  # due 0.51 .. 0.99: 52..100 ms
+    assert stats.count == 49
+    assert stats.p50_ms == pytest.approx(76.0, abs=1e-3)  # the 25th of 49: no bucket rounding
+    assert stats.max_ms == pytest.approx(100.0, abs=1e-3)
+
+
+def test_a_saturated_generator_makes_a_close_latency_verdict_inconclusive() -> None:
+    late_ms = 3 * GENERATOR_SATURATED_MS
+    close = RecordSet([_record(T0 + i / 10, 295.0, started_late_ms=late_ms) for i in range(100)])
+    verdict = evaluate(Objective("checkout", "latency", 300.0, 95.0), close)
+    assert verdict.status == "inconclusive"
+    assert "load generator was saturated" in verdict.message
+    clear = RecordSet([_record(T0 + i / 10, 100.0, started_late_ms=late_ms) for i in range(100)])
+    assert evaluate(Objective("checkout", "latency", 300.0, 95.0), clear).status == "pass"
+    far = RecordSet([_record(T0 + i / 10, 900.0, started_late_ms=late_ms) for i in range(100)])
+    assert evaluate(Objective("checkout", "latency", 300.0, 95.0), far).status == "fail"
+    keeping_up = RecordSet([_record(T0 + i / 10, 295.0, started_late_ms=0.5) for i in range(100)])
+    assert evaluate(Objective("checkout", "latency", 300.0, 95.0), keeping_up).passed
 
 
 def test_lost_and_duplicated_orders_are_counted_and_no_orders_is_inconclusive() -> None:

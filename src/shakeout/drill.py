@@ -29,10 +29,10 @@ from shakeout.errors import (
     StopConditionAbort,
 )
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
+from shakeout.records import Impact, LatencyLimit
 from shakeout.session import TargetSession
 from shakeout.slo import (
     Objective,
-    Recovery,
     Verdict,
     budget_burned_pct,
     evaluate,
@@ -113,7 +113,7 @@ class Drill:
         self.stop_condition: StopCondition | None = None
         self.faults: list[FaultRun] = []
         self._verdicts: dict[tuple[str, str, str], Verdict] = {}
-        self.recovery: Recovery | None = None
+        self.recovery: Impact | None = None
         self.steady_state_timeout_s = STEADY_STATE_TIMEOUT_S
         self.started_at = time.time()
         self._events_since = self._last_event()
@@ -320,24 +320,42 @@ class Drill:
         start, end = phases[phase]
         if phase != "drill" and not self.faults:
             raise ConfigError(f"the {phase} phase needs a fault step before this check")
-        return self._keep(evaluate(objective, load.recorder, phase, start, end))
+        return self._keep(evaluate(objective, load.records(), phase, start, end))
+
+    def _latency_limits(self, journey: str) -> list[LatencyLimit]:
+        """The SLO file's latency objectives for a journey (none without an SLO file)."""
+        if self.slo is None:
+            return []
+        return [
+            LatencyLimit(float(lat.percentile), lat.below_ms)
+            for lat in self.slo.latency
+            if lat.journey in (journey, "all")
+        ]
 
     def check_recovery(
-        self, journey: str, within_s: float, max_error_rate: float = 0.01, sustain_s: int = 3
+        self, journey: str, within_s: float, max_error_rate: float = 0.01, sustain_s: float = 3.0
     ) -> Verdict:
-        """Recovery objective (RTO): the journey's error rate back at or below
-        ``max_error_rate`` for ``sustain_s`` whole seconds within ``within_s`` of the fault's
-        start; the time from the fault's end is kept too."""
+        """Recovery objective (RTO): every objective of the journey (its error rate at or
+        below ``max_error_rate``, and the SLO file's latency objectives for it) holds again
+        for ``sustain_s`` seconds within ``within_s`` of the fault's start, read request by
+        request; first impact, impact window and the time from the fault's end are kept."""
         load = self.stop_load()
         start, end = self.phases()["fault"]
         if start is None:
             raise ConfigError("recovery time needs a fault step before this check")
         verdict, recovery = judge_recovery(
-            load.recorder, journey, start, end, within_s, max_error_rate, sustain_s
+            load.records(),
+            journey,
+            start,
+            end,
+            within_s,
+            max_error_rate,
+            sustain_s,
+            self._latency_limits(journey),
         )
 
         # The drill's recovery is its slowest journey's (never recovering is the slowest).
-        def slowness(r: Recovery) -> float:
+        def slowness(r: Impact) -> float:
             return math.inf if r.from_fault_start_s is None else r.from_fault_start_s
 
         if self.recovery is None or slowness(recovery) >= slowness(self.recovery):
@@ -374,8 +392,8 @@ class Drill:
             )
             judged.append(self._keep(verdict))
         if slo.recovery_s is not None and self.faults:
-            for journey in sorted({o.journey for o in slo.error_rate}):
-                judged.append(self.check_recovery(journey, slo.recovery_s))
+            for err in sorted(slo.error_rate, key=lambda o: o.journey):
+                judged.append(self.check_recovery(err.journey, slo.recovery_s, err.below_pct / 100))
         judged.extend(self.check_orders(slo.lost_orders, slo.rpo_s))
         judged.extend(v for v in self.verdicts if v.kind == "steady_state")
         failed = [v for v in judged if not v.passed]
@@ -550,10 +568,11 @@ class Drill:
     def summary(self) -> dict[str, Any]:
         """What the drill measured and decided, kept as ``summary.json`` in the run folder."""
         load: dict[str, Any] = {}
+        generator: dict[str, Any] = {}
         if self.load is not None:
-            recorder = self.load.recorder
-            for name in [*recorder.names(), None]:
-                s = recorder.stats(name)
+            records = self.load.records()
+            for name in [*records.names(), None]:
+                s = records.stats(name)
                 load[name or "all"] = {
                     "requests": s.count,
                     "errors": s.errors,
@@ -564,7 +583,9 @@ class Drill:
                     "p95_ms": s.p95_ms,
                     "p99_ms": s.p99_ms,
                     "max_ms": s.max_ms,
+                    "window_s": s.end - s.start,
                 }
+            generator = self.load.generator_health()
         return {
             "drill": self.name,
             "target": self.platform.target,
@@ -572,6 +593,7 @@ class Drill:
             "load_spec": self.load.spec.label if self.load else None,
             "load_warnings": self.load.warnings if self.load else [],
             "load": load,
+            "generator": generator,
             "faults": [
                 {
                     "experiment": str(f.experiment),

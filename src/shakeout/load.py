@@ -31,6 +31,7 @@ from typing import Literal
 from shakeout._process import die_with_parent, stop_process, tail, wait_for
 from shakeout.errors import LoadError
 from shakeout.measure import Recorder, RequestRecord
+from shakeout.records import GENERATOR_SATURATED_MS, RecordSet
 
 PROFILE_DIR = Path("loadprofiles")
 
@@ -132,6 +133,7 @@ class LoadRun:
         self.stopped_at: float | None = None
         self.warnings: list[str] = []
         self._last_report = time.monotonic()
+        self._records: RecordSet | None = None
 
     def command(self) -> list[str]:
         """The Locust command line."""
@@ -259,6 +261,39 @@ class LoadRun:
             self._monitor.join(timeout=5)
         self.read()
         self._check_rate()
+        self._check_generator()
+
+    def records(self) -> RecordSet:
+        """Every request of the run, exactly (read once from the run folder after the stop)."""
+        if self.running:
+            raise LoadError("the load is still running: stop it before judging its records")
+        if self._records is None:
+            self._records = RecordSet.read(self.records_path)
+        return self._records
+
+    def generator_health(self) -> dict[str, float | int | bool]:
+        """How late the generator sent its requests (``started - due``), and whether that
+        made it saturated; kept in ``summary.json``."""
+        stats = self.records().stats()
+        lateness = stats.lateness_p99_ms
+        return {
+            "lateness_p99_ms": lateness,
+            "saturated": not math.isnan(lateness) and lateness > GENERATOR_SATURATED_MS,
+            "saturated_above_ms": GENERATOR_SATURATED_MS,
+            "late_records": self.recorder.late,
+        }
+
+    def _check_generator(self) -> None:
+        if self._process is None or any("generator" in w for w in self.warnings):
+            return
+        health = self.generator_health()
+        if health["saturated"]:
+            self.warnings.append(
+                f"the load generator was saturated: it sent requests up to "
+                f"{health['lateness_p99_ms']:.1f} ms late at p99 (bound "
+                f"{GENERATOR_SATURATED_MS:g} ms); latency verdicts within that of their "
+                "threshold are inconclusive (add workers, or lower the rate)"
+            )
 
     def _check_rate(self) -> None:
         stats = self.recorder.stats()

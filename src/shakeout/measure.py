@@ -4,7 +4,8 @@ Every request the load makes arrives here as a :class:`RequestRecord`. The :clas
 keeps, per second and per journey, an HdrHistogram of latencies in microseconds (3 significant
 digits: no rounding to two digits as Locust's own statistics do) with counts of requests,
 errors and dropped requests; and it answers p50/p95/p99, error rate and throughput of any
-journey over any window ``[t0, t1)`` of whole seconds. Seconds that are complete are kept
+journey over any window ``[t0, t1)`` of whole seconds. A request counts in the second it was
+*due*, however late it ends. Seconds that are complete are kept
 encoded (HdrHistogram's compressed form, a few KiB each), so memory stays bounded by the run's
 length in seconds rather than its request count, and small even for an hour. The raw records
 stay on disk in the run folder for exact re-analysis.
@@ -106,6 +107,13 @@ class _Second:
         assert self.encoded is not None
         return HdrHistogram.decode(self.encoded)
 
+    def live(self) -> HdrHistogram:
+        """The histogram to record into, decoded again if this second was already sealed."""
+        if self.histogram is None:
+            self.histogram = HdrHistogram.decode(self.encoded) if self.encoded else _histogram()
+            self.encoded = None
+        return self.histogram
+
     def seal(self) -> None:
         if self.histogram is not None:
             self.encoded = self.histogram.encode() if self.histogram.total_count else b""
@@ -126,6 +134,7 @@ class WindowStats:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    lateness_p99_ms: float = math.nan  # the generator's own: sent after due (exact data only)
 
     @property
     def error_rate(self) -> float:
@@ -151,8 +160,11 @@ class Recorder:
         self._lock = threading.Lock()
         self._newest = 0
         self._sealed_before = 0
+        self._reopened: set[int] = set()
+        self.late = 0  # records that arrived after their second was sealed (still counted)
         self.acknowledged_orders: dict[str, float] = {}  # order id -> acknowledged at
         self.first_due: float | None = None
+        self.last_due: float | None = None
         self.last_end: float | None = None
         self.total = 0
 
@@ -169,9 +181,13 @@ class Recorder:
             self._seal()
 
     def _add(self, record: RequestRecord) -> None:
+        # Every request counts in the second it was due, however late it ends: a request
+        # that waited out a 5 s stall belongs to the second the stall hit, not the one it
+        # ended in. A sealed second is decoded again for it and sealed at the next batch.
         second = int(record.due)
-        # A late straggler counts in the oldest second that is still live.
-        second = max(second, self._sealed_before)
+        if second < self._sealed_before:
+            self.late += 1
+            self._reopened.add(second)
         slots = self._seconds.setdefault(second, {})
         latency_us = max(LOWEST_US, min(HIGHEST_US, round(record.latency_ms * 1000)))
         for key in (record.name, ALL):
@@ -183,25 +199,26 @@ class Recorder:
                 slot.errors += 1
             if record.dropped:
                 slot.dropped += 1
-            elif slot.histogram is not None:
-                slot.histogram.record_value(latency_us)
+            else:
+                slot.live().record_value(latency_us)
         self._newest = max(self._newest, second)
         self.total += 1
         if self.first_due is None or record.due < self.first_due:
             self.first_due = record.due
+        if self.last_due is None or record.due > self.last_due:
+            self.last_due = record.due
         if self.last_end is None or record.ended_at > self.last_end:
             self.last_end = record.ended_at
         if record.order_id and record.ok and record.status in (200, 201):
             self.acknowledged_orders[record.order_id] = record.ended_at
 
     def _seal(self) -> None:
-        limit = self._newest - SETTLE_S
-        if limit <= self._sealed_before:
-            return
-        for second, slots in self._seconds.items():
-            if self._sealed_before <= second < limit:
-                for slot in slots.values():
-                    slot.seal()
+        limit = max(self._newest - SETTLE_S, self._sealed_before)
+        seconds = {s for s in self._seconds if self._sealed_before <= s < limit}
+        for second in seconds | self._reopened:
+            for slot in self._seconds[second].values():
+                slot.seal()
+        self._reopened.clear()
         self._sealed_before = limit
 
     def names(self) -> list[str]:
@@ -235,10 +252,17 @@ class Recorder:
         def pct(q: float) -> float:
             return merged.get_value_at_percentile(q) / 1000.0 if merged.total_count else math.nan
 
+        window = (float(lo), float(hi))
+        if start is None and end is None and self.first_due is not None and self.total > 1:
+            # The whole run: its real window (first to last due time plus one mean interval),
+            # not whole seconds, which would dilute the rate by the partial first and last.
+            assert self.last_due is not None
+            span = self.last_due - self.first_due
+            window = (self.first_due, self.last_due + span / (self.total - 1))
         return WindowStats(
             name=name or "all",
-            start=float(lo),
-            end=float(hi),
+            start=window[0],
+            end=window[1],
             count=count,
             errors=errors,
             dropped=dropped,

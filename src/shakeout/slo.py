@@ -11,10 +11,12 @@ steps, ``verdicts.json`` and the report read one shape.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from shakeout.measure import Recorder
+from shakeout.measure import Recorder, WindowStats
+from shakeout.records import GENERATOR_SATURATED_MS, Impact, LatencyLimit, RecordSet
 
 MIN_SAMPLES = 20
 
@@ -133,16 +135,30 @@ def _too_few(samples: int) -> str:
     return f"at least {MIN_SAMPLES} requests are needed for a verdict"
 
 
+class WindowSource(Protocol):
+    """What answers statistics over a window: a :class:`~shakeout.records.RecordSet` (exact,
+    what verdicts use) or a :class:`~shakeout.measure.Recorder` (per second, live)."""
+
+    def stats(
+        self, name: str | None = None, start: float | None = None, end: float | None = None
+    ) -> WindowStats: ...
+
+
 def evaluate(
     objective: Objective,
-    recorder: Recorder,
+    source: WindowSource,
     phase: str = "drill",
     start: float | None = None,
     end: float | None = None,
 ) -> Verdict:
-    """Judge one request objective on the requests due within ``[start, end)``."""
+    """Judge one request objective on the requests due within ``[start, end)``.
+
+    A latency verdict is inconclusive when the load generator was saturated over the window
+    (its p99 lateness above ``GENERATOR_SATURATED_MS``) and the observed value is within that
+    lateness of the threshold: the generator's own delay, not the target, could decide it.
+    """
     journey = None if objective.journey == "all" else objective.journey
-    stats = recorder.stats(journey, start, end)
+    stats = source.stats(journey, start, end)
     unit = "ms" if objective.metric == "latency" else "%"
     if objective.metric == "latency":
         observed, threshold = stats.latency_ms(objective.percentile), objective.threshold
@@ -156,10 +172,20 @@ def evaluate(
         met = observed < threshold
     status: Status
     note = ""
+    lateness = stats.lateness_p99_ms
+    saturated = not math.isnan(lateness) and lateness > GENERATOR_SATURATED_MS
     if stats.count < MIN_SAMPLES:
         status, note = "inconclusive", _too_few(stats.count)
+    elif objective.metric == "latency" and saturated and abs(observed - threshold) <= lateness:
+        status = "inconclusive"
+        note = (
+            f"the load generator was saturated (it sent requests up to {lateness:.1f} ms late "
+            f"at p99, over {GENERATOR_SATURATED_MS:g} ms), which is enough to decide this verdict"
+        )
     else:
         status = "pass" if met else "fail"
+        if saturated:
+            note = f"the load generator sent requests up to {lateness:.1f} ms late at p99"
     return Verdict(
         objective.metric,
         objective.describe(),
@@ -174,71 +200,59 @@ def evaluate(
     )
 
 
-def recovery_time(
-    recorder: Recorder, journey: str, fault_start: float, max_error_rate: float, sustain_s: int = 3
-) -> float | None:
-    """Seconds from ``fault_start`` until the journey's error rate stayed at or below
-    ``max_error_rate`` for ``sustain_s`` whole seconds in a row; None if it never did."""
-    series = [row for row in recorder.series(journey) if row["t"] >= int(fault_start)]
-    good = 0
-    for i, row in enumerate(series):
-        requests = int(row["requests"])
-        ok = requests > 0 and int(row["errors"]) / requests <= max_error_rate
-        good = good + 1 if ok else 0
-        if good >= sustain_s:
-            return max(0.0, float(series[i - sustain_s + 1]["t"]) - fault_start)
-    return None
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """How long a journey took to hold its error objective again, from the fault's start and
-    from its end (None: it never did while the load ran)."""
-
-    journey: str
-    from_fault_start_s: float | None
-    from_fault_end_s: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
 def judge_recovery(
-    recorder: Recorder,
+    records: RecordSet,
     journey: str,
     fault_start: float,
     fault_end: float | None,
     within_s: float,
     max_error_rate: float = 0.01,
-    sustain_s: int = 3,
-) -> tuple[Verdict, Recovery]:
-    """The recovery objective (RTO): back under ``max_error_rate`` for ``sustain_s`` seconds
-    within ``within_s`` of the fault's start. Too few requests after the fault is inconclusive."""
-    from_start = recovery_time(recorder, journey, fault_start, max_error_rate, sustain_s)
-    from_end = (
-        recovery_time(recorder, journey, fault_end, max_error_rate, sustain_s)
-        if fault_end is not None
-        else None
-    )
-    result = Recovery(journey, from_start, from_end)
-    samples = recorder.stats(journey, fault_start, None).count
+    sustain_s: float = 3.0,
+    latency: Iterable[LatencyLimit] = (),
+) -> tuple[Verdict, Impact]:
+    """The recovery objective (RTO): every objective of the journey (error rate at most
+    ``max_error_rate``, each latency limit) holds again over ``sustain_s`` seconds within
+    ``within_s`` of the fault's start, read request by request (see
+    :meth:`~shakeout.records.RecordSet.impact`), so an outage that only slows answers counts.
+    Too few requests after the fault is inconclusive."""
+    limits = list(latency)
+    impact = records.impact(journey, fault_start, fault_end, max_error_rate, limits, sustain_s)
+    criteria = [f"error rate <= {max_error_rate * 100:g}%"]
+    criteria += [f"p{limit.percentile:g} < {limit.below_ms:g} ms" for limit in limits]
     objective = (
-        f"{journey} recovers (error rate <= {max_error_rate * 100:g}% for {sustain_s} s) "
+        f"{journey} recovers ({', '.join(criteria)} for {sustain_s:g} s) "
         f"within {within_s:g} s of the fault's start"
     )
+    from_start = impact.from_fault_start_s
     status: Status
-    if samples < MIN_SAMPLES:
-        status, note = "inconclusive", _too_few(samples)
+    if impact.samples < MIN_SAMPLES:
+        status, note = "inconclusive", _too_few(impact.samples)
     elif from_start is None:
         status, note = "fail", "never recovered while the load ran"
     else:
         status = "pass" if from_start <= within_s else "fail"
-        note = "" if from_end is None else f"{from_end:.1f} s after the fault's end"
+        parts = []
+        if impact.first_impact_s is not None and impact.impact_window_s is not None:
+            parts.append(
+                f"first impact {impact.first_impact_s:.2f} s after the fault's start, "
+                f"impact window {impact.impact_window_s:.2f} s"
+            )
+        if impact.from_fault_end_s is not None:
+            parts.append(f"{impact.from_fault_end_s:.2f} s after the fault's end")
+        note = "; ".join(parts)
     verdict = Verdict(
-        "recovery", objective, "fault", from_start, within_s, "s", samples, status, journey, note
+        "recovery",
+        objective,
+        "fault",
+        from_start,
+        within_s,
+        "s",
+        impact.samples,
+        status,
+        journey,
+        note,
     )
-    return verdict, result
+    return verdict, impact
 
 
 def burn_alert(

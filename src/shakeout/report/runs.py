@@ -47,6 +47,8 @@ class Recovery(BaseModel):
     journey: str | None = None
     from_fault_start_s: float | None = None
     from_fault_end_s: float | None = None
+    first_impact_s: float | None = None  # fault start to the first request it hurt
+    impact_window_s: float | None = None  # first hurt request to recovery
 
 
 class Verdicts(BaseModel):

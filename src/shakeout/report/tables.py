@@ -34,7 +34,9 @@ _VERDICTS = _ENV.from_string(
 <p>Target <b>{{ run.target }}</b>{% if load_spec %}; load {{ load_spec }}{% endif %}.
 {% if recovery %} Recovery ({{ recovery.journey or "all journeys" }}):
 {{ fmt(recovery.from_fault_start_s, "s") }} after the fault's start,
-{{ fmt(recovery.from_fault_end_s, "s") }} after its end.{% endif %}
+{{ fmt(recovery.from_fault_end_s, "s") }} after its end{% if recovery.first_impact_s is not none %}
+(first impact {{ fmt(recovery.first_impact_s, "s") }} after the fault's start, impact window
+{{ fmt(recovery.impact_window_s, "s") }}){% endif %}.{% endif %}
 {% if budget is not none %} Error budget burned: {{ fmt(budget, "%") }}.{% endif %}</p>
 {% if comparison %}
 <p>Compared with the previous run ({{ comparison.previous_stamp }}):
