@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,33 +17,44 @@ SESSION_MARKER = f"SHAKEOUT_TEST_SESSION={uuid.uuid4().hex}"
 os.environ["SHAKEOUT_TEST_SESSION"] = SESSION_MARKER.split("=", 1)[1]
 
 
-def _ours(pid: int) -> bool:
-    try:
-        return SESSION_MARKER.encode() in Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
+_MARKERS = (
+    b"shakeout.platform.daemon",
+    b"shakeout.services.",
+    b"-m\0locust",
+    b"--no-version-check",  # chaos run, as shakeout.chaos.runner starts it
+    b"shakeout.chaos._guard",
+)
 
 
 def shakeout_processes() -> set[int]:
-    """Pids of processes that look like ours (platform, replicas, Locust, chaos)."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True)
+    """Pids of this session's processes that look like ours (platform, replicas, Locust,
+    chaos), read from /proc: the full argv and environment, never `ps` output, whose width
+    follows COLUMNS or the terminal and can cut the marker off a long command line."""
+    marker = SESSION_MARKER.encode()
     pids = set()
-    for line in out.stdout.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if int(pid) == os.getpid():
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
-        if _ours(int(pid)) and any(
-            marker in args
-            for marker in (
-                "shakeout.platform.daemon",
-                "shakeout.services.",
-                "-m locust",
-                "chaos --no-version-check",
-                "shakeout.chaos._guard",
-            )
-        ):
-            pids.add(int(pid))
+        try:
+            argv = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if marker in environ and any(m in argv for m in _MARKERS):
+            pids.add(int(proc.name))
     return pids
+
+
+def describe(pids: set[int]) -> str:
+    """One line per pid: its full command line (for a failure message)."""
+    lines = []
+    for pid in sorted(pids):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            argv = "(gone)"
+        lines.append(f"{pid} {argv}")
+    return "\n".join(lines)
 
 
 @pytest.fixture
@@ -65,8 +75,4 @@ def no_leftovers() -> Iterator[None]:
     wait_for(lambda: not (shakeout_processes() - before), 10.0)
     left = shakeout_processes() - before
     if left:
-        pids = ",".join(map(str, left))
-        out = subprocess.run(
-            ["ps", "-o", "pid=,args=", "-p", pids], capture_output=True, text=True, check=False
-        )
-        raise AssertionError(f"processes left behind:\n{out.stdout}")
+        raise AssertionError(f"processes left behind:\n{describe(left)}")

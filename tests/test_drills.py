@@ -7,6 +7,7 @@ fault still plays the fault's rollback and leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,40 @@ def _drill_command(target: Path, *extra: str) -> list[str]:
         "-q",
         *extra,
     ]
+
+
+# A foreground process in a terminal has SIGINT and SIGQUIT at their defaults, so Ctrl-C
+# raises KeyboardInterrupt in Python. A process started from a job that ignores them (`cmd &`
+# in a script, nohup, some CI runners) inherits SIG_IGN, and Python then installs no
+# KeyboardInterrupt handler at all: a Ctrl-C test started from there would send a signal the
+# drill never sees. Start the drill as a terminal would, whatever launched this suite.
+_AS_IN_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGQUIT, signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
+def _interactive_drill(tmp_path: Path, target: Path, *extra: str) -> subprocess.Popen[str]:
+    """A drill in its own session (its own process group, as a terminal's foreground job),
+    with a terminal's signal dispositions; its output is kept in ``drill.out``."""
+    with (tmp_path / "drill.out").open("w", encoding="utf-8") as out:
+        return subprocess.Popen(
+            [*_AS_IN_A_TERMINAL, *_drill_command(target, *extra)],
+            cwd=ROOT,
+            env=_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def _drill_output(tmp_path: Path) -> str:
+    return (tmp_path / "drill.out").read_text(encoding="utf-8", errors="replace")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -165,29 +200,33 @@ def fragile_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         lifecycle.down(state.target)
 
 
+def _assert_in_fault(in_fault: bool, drill: subprocess.Popen[str], tmp_path: Path) -> None:
+    if not in_fault or drill.poll() is not None:
+        pytest.fail(
+            f"the drill never injected its fault (exit code {drill.poll()}); its output:\n"
+            + _drill_output(tmp_path)[-3000:]
+        )
+
+
 def _interrupt_mid_fault(
     tmp_path: Path, platform: PlatformState, sig: int, whole_group: bool
 ) -> tuple[int, str]:
-    drill = subprocess.Popen(
-        _drill_command(TARGETS / "local-fragile.yaml", "-k", "crash"),
-        cwd=ROOT,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    drill = _interactive_drill(tmp_path, TARGETS / "local-fragile.yaml", "-k", "crash")
     with lifecycle.PlatformClient(platform) as client:
         try:
             in_fault = wait_for(
-                lambda: any(r["version"] == "v2-crashloop" for r in client.replicas()), 60
+                lambda: (
+                    drill.poll() is not None
+                    or any(r["version"] == "v2-crashloop" for r in client.replicas())
+                ),
+                60,
             )
-            assert in_fault, "the drill never injected its fault"
+            _assert_in_fault(in_fault, drill, tmp_path)
             if whole_group:
                 os.killpg(drill.pid, sig)  # what a terminal's Ctrl-C does
             else:
                 os.kill(drill.pid, sig)
-            output, _ = drill.communicate(timeout=60)
+            drill.wait(timeout=60)
         finally:
             if drill.poll() is None:
                 drill.kill()
@@ -199,7 +238,7 @@ def _interrupt_mid_fault(
         assert wait_for(rolled_back, 30), "the fault was left behind"
         rollout = client.status()["services"]["orders"]["rollout"]
     assert rollout["status"] == "rolled_back"
-    return drill.returncode, output
+    return drill.returncode, _drill_output(tmp_path)
 
 
 def test_ctrl_c_mid_fault_plays_the_rollback(
@@ -237,29 +276,24 @@ def test_cleanup_finishes_the_rollback_of_a_run_killed_outright(
     tmp_path: Path, no_leftovers: None, fragile_platform: PlatformState
 ) -> None:
     # Everything dies at once (the harness, its guard, `chaos run`): nobody rolls back.
-    drill = subprocess.Popen(
-        _drill_command(TARGETS / "local-fragile.yaml", "-k", "crash"),
-        cwd=ROOT,
-        env=_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    drill = _interactive_drill(tmp_path, TARGETS / "local-fragile.yaml", "-k", "crash")
     with lifecycle.PlatformClient(fragile_platform) as client:
 
         def bad_release_live() -> bool:
             return any(r["version"] == "v2-crashloop" for r in client.replicas())
 
         try:
-            assert wait_for(bad_release_live, 60), "the drill never injected its fault"
+            in_fault = wait_for(lambda: drill.poll() is not None or bad_release_live(), 60)
+            _assert_in_fault(in_fault, drill, tmp_path)
             # `chaos run` lives in its own session and rolls back within ~30 ms of its guard
             # dying: kill it first, then the harness and its guard.
             killed = chaos_pids(tmp_path / "runtime")
             assert killed, "no `chaos run` process found to kill"
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
-            os.killpg(drill.pid, signal.SIGKILL)
         finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(drill.pid, signal.SIGKILL)
             drill.wait(timeout=30)
         assert wait_for(lambda: not shakeout_chaos_running(), 10)
         events = [(round(e["t"], 2), e["kind"], e.get("reason")) for e in client.events()]

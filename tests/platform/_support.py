@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shakeout._process import wait_for
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
 
@@ -106,6 +107,14 @@ class Traffic:
     def total(self) -> int:
         """Requests answered or failed so far."""
         return sum(self.statuses.values())
+
+    def wait_more(self, n: int, timeout_s: float = 30.0) -> None:
+        """Wait until ``n`` more requests have been answered or failed: traffic before or
+        after a change, counted in requests rather than slept for."""
+        goal = self.total + n
+        assert wait_for(lambda: self.total >= goal, timeout_s), (
+            f"traffic stalled: {self.total} of {goal} requests after {timeout_s:g} s"
+        )
 
     @property
     def errors(self) -> int:

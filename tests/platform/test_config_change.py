@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,14 @@ def _price_p1(state: PlatformState) -> int:
 
 
 def _change_under_traffic(
-    state: PlatformState, client: lifecycle.PlatformClient, pricing: str, after_s: float
+    state: PlatformState, client: lifecycle.PlatformClient, pricing: str, after: int
 ) -> tuple[dict[str, Any], Traffic]:
-    """Set ``catalog.pricing`` one second into steady traffic and keep it up ``after_s``."""
+    """Set ``catalog.pricing`` after 15 requests of steady traffic (about a second at 15
+    rps) and keep the traffic up for ``after`` more requests."""
     with Traffic(state.gateway_url) as traffic:
-        time.sleep(1.0)  # traffic before the change
+        traffic.wait_more(15)
         outcome = client.set_flags({"catalog.pricing": pricing})
-        time.sleep(after_s)  # traffic after it
+        traffic.wait_more(after)
     return outcome, traffic
 
 
@@ -69,7 +69,7 @@ class TestResilient:
         self, state: PlatformState, client: lifecycle.PlatformClient
     ) -> None:
         since = last_seq(client)
-        outcome, traffic = _change_under_traffic(state, client, "sale", 1.0)
+        outcome, traffic = _change_under_traffic(state, client, "sale", 15)
         assert outcome["status"] == "applied", outcome
         assert outcome["requests"] > 0  # the canary zone served traffic under the new config
         kinds = kinds_since(client, since)
@@ -85,7 +85,7 @@ class TestResilient:
         self, state: PlatformState, client: lifecycle.PlatformClient
     ) -> None:
         since = last_seq(client)
-        outcome, traffic = _change_under_traffic(state, client, "dynamic", 2.0)
+        outcome, traffic = _change_under_traffic(state, client, "dynamic", 30)
         assert outcome["status"] == "rolled_back", outcome
         assert "catalog-" in outcome["reason"] or "error rate" in outcome["reason"]
         kinds = kinds_since(client, since)
@@ -133,7 +133,7 @@ class TestFragile:
     ) -> None:
         _settled(client)
         since = last_seq(client)
-        outcome, traffic = _change_under_traffic(state, client, "sale", 3.0)
+        outcome, traffic = _change_under_traffic(state, client, "sale", 45)
         assert outcome["status"] == "applied"
         assert sorted(outcome["restarted"]) == ["catalog-0", "catalog-1"]
         assert kinds_since(client, since).count("replica_killed") == 2
@@ -146,7 +146,7 @@ class TestFragile:
     ) -> None:
         _settled(client)
         since = last_seq(client)
-        outcome, traffic = _change_under_traffic(state, client, "dynamic", 3.0)
+        outcome, traffic = _change_under_traffic(state, client, "dynamic", 45)
         assert outcome["status"] == "applied"
         assert "config_canary" not in kinds_since(client, since)
         assert traffic.error_rate > 0.2, traffic.statuses

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,9 @@ def _migrate_under_load(
 ) -> tuple[Traffic, dict[str, Any], list[dict[str, Any]]]:
     since = last_seq(client)
     with Traffic(state.gateway_url, rate=15.0, checkout_every=2) as traffic:
-        time.sleep(1.0)
+        traffic.wait_more(15)
         outcome = client.migrate_orders(to)
-        time.sleep(1.0)
+        traffic.wait_more(15)
     return traffic, outcome, client.events(since)
 
 

@@ -117,7 +117,8 @@ async def serve(app: Starlette, base_url: str = "http://test") -> AsyncIterator[
 class HostUpstream:
     """The gateway's ``Upstream`` for tests: dispatch by URL host to in-process apps.
 
-    ``failures[host]`` is raised instead of calling ``host``; hosts in ``hang`` never answer.
+    ``failures[host]`` is raised instead of calling ``host``; hosts in ``hang`` never answer;
+    hosts in ``slow`` answer after that many seconds.
     """
 
     def __init__(self, apps: dict[str, Starlette]) -> None:
@@ -125,6 +126,7 @@ class HostUpstream:
         self.transports = {name: httpx.ASGITransport(app=app) for name, app in apps.items()}
         self.failures: dict[str, Exception] = {}
         self.hang: set[str] = set()
+        self.slow: dict[str, float] = {}  # host -> seconds before it answers (successfully)
         self.calls: list[tuple[str, str, str]] = []
 
     async def request(
@@ -138,6 +140,8 @@ class HostUpstream:
             raise self.failures[host]
         if host in self.hang:
             await anyio.sleep_forever()
+        if host in self.slow:
+            await anyio.sleep(self.slow[host])
         response = await self.transports[host].handle_async_request(request)
         return response.status_code, await response.aread()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,14 +123,13 @@ def shop_env() -> dict[str, dict[str, str]]:
 async def test_hanging_payments_times_out_and_the_order_is_kept_with_payment_pending(
     shop: Shop,
 ) -> None:
-    shop.upstream.hang.add("payments")
-    started = time.monotonic()
+    # Payments would answer (successfully) after 1 s: the 3 s default timeout would wait for
+    # it and the order would be paid; the policy's 100 ms timeout gives up first.
+    shop.upstream.slow["payments"] = 1.0
     first = await shop.client.post("/api/checkout", json=CART, headers={"Idempotency-Key": "k1"})
-    elapsed = time.monotonic() - started
     assert first.status_code == 201, first.text
     assert first.json()["status"] == "payment_pending"
-    assert 0.09 < elapsed < 1.0  # the 100 ms timeout, not the 3 s default; no retry of it
-    assert payments_calls(shop.upstream) == 1
+    assert payments_calls(shop.upstream) == 1  # a timed-out payment is not retried
     assert first.headers["X-Shakeout-Breaker"] == "payments=closed"
     again = await shop.client.post("/api/checkout", json=CART, headers={"Idempotency-Key": "k1"})
     assert again.json()["order_id"] == first.json()["order_id"]
@@ -148,11 +146,10 @@ async def test_breaker_opens_and_checkout_stops_waiting_for_payments(shop: Shop)
         assert response.status_code == 201
     assert response.headers["X-Shakeout-Breaker"] == "payments=open"
     calls = payments_calls(shop.upstream)
-    started = time.monotonic()
     fast = await shop.client.post("/api/checkout", json=CART, headers={"Idempotency-Key": "k9"})
-    assert time.monotonic() - started < 0.09  # did not wait out a timeout
     assert fast.json()["status"] == "payment_pending"
-    assert payments_calls(shop.upstream) == calls  # the open breaker kept the call away
+    # The open breaker kept the call away: nothing reached payments, so nothing was waited for.
+    assert payments_calls(shop.upstream) == calls
     assert len(orders_in_store(shop.db_path)) == 4
 
 

@@ -136,11 +136,15 @@ def test_key_store_missing_then_created(tmp_path: Path) -> None:
 def test_key_store_reloads_on_change_at_most_every_interval(tmp_path: Path) -> None:
     path = tmp_path / "k.json"
     _write(path, current="k1", previous=None, rotated_at=0, overlap_s=0)
-    keys = KeyStore(path, check_interval_s=0.05)
+    now = [100.0]
+    keys = KeyStore(path, check_interval_s=0.05, clock=lambda: now[0])
     _write(path, current="k2", previous="k1", rotated_at=time.time(), overlap_s=10)
     keys.refresh()
     assert keys.current == "k1"
-    time.sleep(0.06)
+    now[0] += 0.049
+    keys.refresh()
+    assert keys.current == "k1"  # still within the interval: not even stat'ed
+    now[0] += 0.002
     keys.refresh()
     assert keys.current == "k2"
     assert keys.accepts(b"k1")

@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,8 @@ def _key(path: Path, current: str) -> None:
 def test_cached_key_serves_until_the_ttl_then_fails_closed(tmp_path: Path) -> None:
     path = tmp_path / "k.json"
     _key(path, "k1")
-    keys = KeyStore(path, check_interval_s=0.0, cache_ttl_s=0.3)
+    now = [100.0]
+    keys = KeyStore(path, check_interval_s=0.0, cache_ttl_s=0.3, clock=lambda: now[0])
     assert keys.source == "store"
     path.unlink()  # the store goes away
     keys.refresh()
@@ -40,7 +40,10 @@ def test_cached_key_serves_until_the_ttl_then_fails_closed(tmp_path: Path) -> No
     assert keys.accepts(b"k1")
     assert keys.source == "cache"
     assert "serving with cached key" in str(keys.error)
-    time.sleep(0.35)
+    now[0] += 0.299
+    keys.refresh()
+    assert keys.accepts(b"k1")  # the TTL is not over yet
+    now[0] += 0.002
     keys.refresh()
     assert not keys.loaded
     assert not keys.accepts(b"k1")

@@ -212,14 +212,20 @@ class KeyStore:
         check_interval_s: float = KEY_CHECK_INTERVAL_S,
         cache_ttl_s: float | None = None,
         refetch_on_unknown: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """Load the file now; a missing or invalid file leaves the store not loaded.
 
         ``refetch_on_unknown``: a presented key that is neither current nor previous makes the
         store re-read once (at most every ``REFETCH_MIN_INTERVAL_S``) before it is refused, so
         a caller that picked up a rotation first is not refused by a replica still polling.
+        ``clock`` (intervals, cache age) and ``wall_clock`` (the overlap's end, an epoch time
+        in the key file) are injectable so tests step time instead of sleeping.
         """
         self.path = path
+        self._clock = clock
+        self._wall_clock = wall_clock
         self._refetch_on_unknown = refetch_on_unknown
         self._next_refetch = 0.0
         self._interval = check_interval_s
@@ -242,7 +248,7 @@ class KeyStore:
     def status(self) -> dict[str, Any]:
         """Non-secret view: key id, source, age of the cache, last error."""
         keys = self._keys
-        now = time.monotonic()
+        now = self._clock()
         return {
             "key_id": None if keys is None else key_id(keys.current),
             "previous_key_id": None
@@ -268,7 +274,7 @@ class KeyStore:
 
     def refresh(self, *, force: bool = False) -> None:
         """Re-read the file if it changed; cheap enough to call on every request."""
-        now = time.monotonic()
+        now = self._clock()
         if not force and now < self._next_check:
             return
         self._next_check = now + self._interval
@@ -293,7 +299,7 @@ class KeyStore:
         self.error = None
 
     def _fail(self, message: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._store_down_since is None:
             self._store_down_since = now
         if self._keys is not None and self._ttl is not None and now - self._fetched_at >= self._ttl:
@@ -313,7 +319,7 @@ class KeyStore:
         (re-reading the store once first when configured to, see ``refetch_on_unknown``)."""
         if self._known(presented):
             return True
-        now = time.monotonic()
+        now = self._clock()
         if presented is None or not self._refetch_on_unknown or now < self._next_refetch:
             return False
         self._next_refetch = now + REFETCH_MIN_INTERVAL_S
@@ -329,7 +335,7 @@ class KeyStore:
         return (
             keys.previous is not None
             and hmac.compare_digest(presented, keys.previous)
-            and time.time() < keys.previous_until
+            and self._wall_clock() < keys.previous_until
         )
 
 
