@@ -72,11 +72,14 @@ from _bench import (
 
 from shakeout._process import tail
 from shakeout.load import LoadRun, LoadSpec, Model
+from shakeout.measure import RequestRecord
+from shakeout.records import Impact, LatencyLimit, RecordSet
 
 LATENCY_GOAL = 0.05  # of D
 STALL_GOAL = (0.05, 0.100)  # 5% or 100 ms, whichever is larger
 THROUGHPUT_GOAL = 0.01
 LAG_GOAL_MS = 1.0
+IMPACT_MS = 50.0  # recovery: a request hurts when it is this much slower than D
 SAW_MS = 100.0  # a request "saw the stall" when its latency exceeded D by this much
 DELAYS_MS = (5.0, 20.0, 50.0)
 STALL_DELAY_MS = 20.0
@@ -247,6 +250,7 @@ class ClientResult:
     sent: list[Sent]
     truth_ms: list[float]  # the server's answer times of this client's requests, sorted
     answered: list[float]  # the server's answer instants of this client's requests
+    served: list[tuple[float, float]] = field(default_factory=list)  # (arrived, answered)
     dropped: int = 0
     recorder_rps: float | None = None
 
@@ -298,6 +302,25 @@ class ClientResult:
         span = dues[-1] - dues[0] if len(dues) > 1 else 0.0
         return (len(dues) + self.dropped - 1) / span if span > 0 else 0.0
 
+    def impact(self, stall: tuple[float, float], delay_ms: float) -> tuple[Impact, Impact]:
+        """(measured, truth): first impact, impact window and recovery of the stall, as a
+        drill reads them (``RecordSet.impact``: a request hurts from D + 50 ms; recovered once
+        p99 < D + 50 ms holds for 3 s), from this client's records and from the server's record
+        of the same requests (arrival as due, answer as end)."""
+
+        def judge(records: list[RequestRecord]) -> Impact:
+            limit = [LatencyLimit(99.0, delay_ms + IMPACT_MS)]
+            return RecordSet(records).impact("get", stall[0], stall[1], 0.01, limit, 3.0)
+
+        client = [
+            RequestRecord(
+                s.due, s.started, s.ended, "get", "GET", 200 if s.ok else 0, None if s.ok else "e"
+            )
+            for s in self.sent
+        ]
+        server = [RequestRecord(a, a, b, "get", "GET", 200, None) for a, b in self.served]
+        return judge(client), judge(server)
+
     def stall(self, delay_ms: float) -> dict[str, tuple[float, float]]:
         """(measured, truth): requests that saw the stall, largest response gap (s), max latency
         (s)."""
@@ -342,6 +365,7 @@ class CaseResult:
     case: Case
     stall_s: float | None
     clients: dict[str, ClientResult] = field(default_factory=dict)
+    stall_window: tuple[float, float] | None = None  # the server's clock stopped, Unix s
     spread: float | None = None  # closed model: busiest 50 ms bin / mean bin
 
 
@@ -375,6 +399,7 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
     run = LoadRun(spec, url, work)
     reference_out = work / "reference.tsv"
     stall_s = None
+    stall_window = None
     with load_run(run):
         began = run.recorder.first_due or time.time()
         start_at = time.time() + 2.0  # the reference client's process needs time to start
@@ -403,6 +428,7 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
                 time.sleep(max(0.0, began + args.duration / 2 - time.time()))
                 window = _post(url, f"/stall?s={args.stall:g}")
                 stall_s = window["end"] - window["start"]
+                stall_window = (window["start"], window["end"])
             if not wait_for_exit(run, args.duration + 30.0):
                 print(f"{case.label}: Locust did not end by itself; stopping it", flush=True)
             if reference is not None:
@@ -413,7 +439,7 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
                         + tail(work / "reference.log")
                     )
     truth = Truth.fetch(url, work / "truth.json")
-    result = CaseResult(case, stall_s)
+    result = CaseResult(case, stall_s, stall_window=stall_window)
     rows, dropped = _shakeout_rows(run)
     sources = {"ShakeOut": ("so", rows)}
     if case.model == "open":
@@ -427,6 +453,7 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
             sent=_pair(client_rows, records),
             truth_ms=truth.times_ms(tag),
             answered=[b for _, b in records.values()],
+            served=list(records.values()),
         )
     shakeout = result.clients["ShakeOut"]
     shakeout.dropped = dropped
@@ -596,6 +623,38 @@ def report(results: list[CaseResult], args: argparse.Namespace) -> list[str]:
                 f"| {r.case.label} | {name} | {r.stall_s or 0:.3f} s | {saw[0]:.0f} vs "
                 f"{saw[1]:.0f} | {gap[0]:.3f} vs {gap[1]:.3f} | {top[0]:.3f} vs {top[1]:.3f} | "
                 f"{verdict} |"
+            )
+    print(f"\n### Impact and recovery of the {args.stall:g} s stall, as a drill reads them\n")
+    print(
+        "| case | client | stall made (s) | first impact (s) | impact window (s) | "
+        "recovery from the stall's start (s) | goal (5% or 100 ms of the server's) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        if not r.case.stall or r.stall_window is None or r.case.model != "open":
+            continue
+        for name, c in r.clients.items():
+            measured, truth = c.impact(r.stall_window, r.case.delay_ms)
+
+            def show(m: float | None, t: float | None) -> str:
+                return " vs ".join("never" if v is None else f"{v:.3f}" for v in (m, t))
+
+            got, want = measured.from_fault_start_s, truth.from_fault_start_s
+            ok = (
+                got is not None
+                and want is not None
+                and _within(got, want, max(STALL_GOAL[0] * want, STALL_GOAL[1]))
+            )
+            verdict = "met" if ok else f"**NOT met** ({show(got, want)})"
+            if name == "ShakeOut" and not ok:
+                missed.append(f"recovery {r.case.label}: {show(got, want)} s")
+            if name != "ShakeOut":
+                verdict = f"({verdict})"
+            print(
+                f"| {r.case.label} | {name} | {r.stall_s or 0:.3f} | "
+                f"{show(measured.first_impact_s, truth.first_impact_s)} | "
+                f"{show(measured.impact_window_s, truth.impact_window_s)} | "
+                f"{show(got, want)} | {verdict} |"
             )
     print(f"\n### Throughput of ShakeOut's runs (rate asked {args.rate:g} rps)\n")
     print("| case | requests | dropped | errors | sent (records) | Recorder throughput_rps | "
