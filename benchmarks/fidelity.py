@@ -400,10 +400,13 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
     reference_out = work / "reference.tsv"
     stall_s = None
     stall_window = None
-    with load_run(run):
-        began = run.recorder.first_due or time.time()
+    # The stall cases need both clients at once (one stall, seen by both); the latency cases
+    # run them one after the other with --one-at-a-time, so neither takes CPU from the other.
+    together = case.model == "open" and (case.stall or not args.one_at_a_time)
+
+    def reference_command() -> list[str]:
         start_at = time.time() + 2.0  # the reference client's process needs time to start
-        command = [
+        return [
             sys.executable,
             str(Path(__file__).resolve()),
             "--reference-client",
@@ -419,11 +422,22 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
             "--out",
             str(reference_out),
         ]
+
+    def wait_reference(reference: subprocess.Popen[bytes]) -> None:
+        ended = wait_until(lambda: reference.poll() is not None, args.duration + 90.0)
+        if not ended or reference.returncode != 0:
+            raise BenchError(
+                f"{case.label}: the reference client failed or did not end\n"
+                + tail(work / "reference.log")
+            )
+
+    log = work / "reference.log"
+    with load_run(run):
+        began = run.recorder.first_due or time.time()
         with contextlib.ExitStack() as stack:
             reference = None
-            if case.model == "open":  # the closed model is ShakeOut's only
-                log = work / "reference.log"
-                reference = stack.enter_context(started(command, log, dict(os.environ)))
+            if together:
+                reference = stack.enter_context(started(reference_command(), log, dict(os.environ)))
             if case.stall:
                 time.sleep(max(0.0, began + args.duration / 2 - time.time()))
                 window = _post(url, f"/stall?s={args.stall:g}")
@@ -432,12 +446,10 @@ def run_case(case: Case, url: str, args: argparse.Namespace, work: Path) -> Case
             if not wait_for_exit(run, args.duration + 30.0):
                 print(f"{case.label}: Locust did not end by itself; stopping it", flush=True)
             if reference is not None:
-                ended = wait_until(lambda: reference.poll() is not None, args.duration + 90.0)
-                if not ended or reference.returncode != 0:
-                    raise BenchError(
-                        f"{case.label}: the reference client failed or did not end\n"
-                        + tail(work / "reference.log")
-                    )
+                wait_reference(reference)
+    if case.model == "open" and not together:
+        with started(reference_command(), log, dict(os.environ)) as reference:
+            wait_reference(reference)
     truth = Truth.fetch(url, work / "truth.json")
     result = CaseResult(case, stall_s, stall_window=stall_window)
     rows, dropped = _shakeout_rows(run)
@@ -705,6 +717,11 @@ def main() -> None:
     parser.add_argument("--no-closed", action="store_true", help="skip the closed-model case")
     parser.add_argument("--keep", type=Path, help="keep every run's files in this folder")
     parser.add_argument("--only", help="run only the cases whose label contains this")
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="latency cases: ShakeOut, then the reference client (not both at once)",
+    )
     # The reference client's own process:
     parser.add_argument("--reference-client", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
