@@ -299,8 +299,8 @@ class Supervisor:
             index += 1
             replica.id = f"{svc.name}{suffix}-{index}"
         svc.replicas.append(replica)
-        if in_turn:
-            await self._start_in_turn(replica)
+        if in_turn:  # in the background: the caller (a controller) carries on meanwhile
+            self._spawn(self._start_in_turn(replica))
         else:
             await self._launch(replica)
         return replica
