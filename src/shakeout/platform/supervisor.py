@@ -25,6 +25,7 @@ import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,38 @@ MAX_PARALLEL_STARTS = 2
 """Replicas the autoscaler or a returning zone start at the same time (see _start_in_turn)."""
 START_SLOT_S = 10.0
 """How long one start may hold its slot waiting to be ready."""
+
+
+START_NICE = 10
+"""Where the platform may restore it (root): a replica starts at this nice value and gets the
+normal CPU priority back once ready. Every zone of this platform shares the machine's cores; a
+starting interpreter (0.5 s of CPU for the gateway's imports), a crash-looping replica
+restarting every second, must not take the CPU from the replicas serving traffic, as it would
+not on a cluster where it starts on its own node. Without the privilege to restore it (an
+unprivileged process may raise its nice value, never lower it) replicas start at normal
+priority and only ``MAX_PARALLEL_STARTS`` limits the bursts."""
+_CAN_RENICE = hasattr(os, "setpriority") and os.geteuid() == 0
+
+
+def _start_low(then: Callable[[], None] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn``: lower the child's CPU priority (when it can be restored), then
+    ``then``."""
+    if not _CAN_RENICE:
+        return then
+
+    def _set() -> None:  # pragma: no cover - runs in the child between fork and exec
+        os.nice(START_NICE)
+        if then is not None:
+            then()
+
+    return _set
+
+
+def _restore_priority(pid: int | None) -> None:
+    """Normal CPU priority for a replica that became ready (see ``START_NICE``)."""
+    if _CAN_RENICE and pid is not None:
+        with contextlib.suppress(OSError):  # it may have exited meanwhile
+            os.setpriority(os.PRIO_PROCESS, pid, 0)
 
 
 class NotFound(PlatformError):
@@ -354,7 +387,7 @@ class Supervisor:
                 stdout=log,
                 stderr=log,
                 env=env,
-                preexec_fn=die_with_parent(signal.SIGTERM),
+                preexec_fn=_start_low(die_with_parent(signal.SIGTERM)),
             )
         except OSError as exc:
             raise PlatformError(
@@ -641,6 +674,7 @@ class Supervisor:
         if ok:
             replica.probe_failures = 0
             if not replica.ready:
+                _restore_priority(replica.pid)
                 replica.ready = True
                 if replica.state == "starting":
                     replica.state = "running"
