@@ -20,6 +20,7 @@ from shakeout.errors import ConfigError, LoadError
 from shakeout.k8s.session import WORKER_OBJECTS, KubernetesSession
 from shakeout.load import LoadSpec
 from shakeout.measure import Recorder
+from shakeout.records import RecordSet
 from tests.k8s.conftest import NAMESPACE, ROOT
 from tests.k8s.fakeapi import FakeApiServer
 
@@ -266,6 +267,14 @@ class StubLoadRun:
 
     def save_series(self, path: Path) -> None:
         path.write_text("[]", encoding="utf-8")
+
+    def records(self) -> RecordSet:
+        """No request was made."""
+        return RecordSet([])
+
+    def generator_health(self) -> dict[str, float | int | bool]:
+        """Nothing was sent late."""
+        return {"lateness_p99_ms": 0.0, "saturated": False}
 
 
 CALLS: list[str] = []

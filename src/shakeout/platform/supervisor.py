@@ -61,13 +61,14 @@ START_SLOT_S = 10.0
 
 
 START_NICE = 10
-"""Where the platform may restore it (root): a replica starts at this nice value and gets the
-normal CPU priority back once ready. Every zone of this platform shares the machine's cores; a
-starting interpreter (0.5 s of CPU for the gateway's imports), a crash-looping replica
-restarting every second, must not take the CPU from the replicas serving traffic, as it would
-not on a cluster where it starts on its own node. Without the privilege to restore it (an
-unprivileged process may raise its nice value, never lower it) replicas start at normal
-priority and only ``MAX_PARALLEL_STARTS`` limits the bursts."""
+"""Where the platform may restore it (root): a replica restarting after a crash starts at this
+nice value and gets the normal CPU priority back once ready. Every zone of this platform shares
+the machine's cores; a crash-looping release restarting every second (0.5 s of CPU for the
+gateway's imports each time) must not take the CPU from the replicas serving traffic, as it
+would not on a cluster where it restarts on its own node. New capacity (a first start, a
+scale-up) starts at normal priority: under a busy core a niced start took so long that a spike
+overran the replicas already serving. Without the privilege to restore it (an unprivileged
+process may raise its nice value, never lower it) restarts run at normal priority."""
 _CAN_RENICE = hasattr(os, "setpriority") and os.geteuid() == 0
 
 
@@ -381,13 +382,16 @@ class Supervisor:
         command = json.loads(env.pop("_SHAKEOUT_COMMAND"))
         log = (self.log_dir / f"{replica.id}.log").open("ab")
         try:
+            # A replica restarting after a crash starts at low priority (see START_NICE); new
+            # capacity (a first start, a scale-up) at normal priority, to serve at once.
+            died = die_with_parent(signal.SIGTERM)
             process = await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 env=env,
-                preexec_fn=_start_low(die_with_parent(signal.SIGTERM)),
+                preexec_fn=_start_low(died) if replica.consecutive_crashes else died,
             )
         except OSError as exc:
             raise PlatformError(
