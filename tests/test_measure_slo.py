@@ -302,3 +302,15 @@ def test_availability_objective_is_the_share_of_successful_requests() -> None:
     everything = evaluate(Objective("all", "availability", 0.9), recorder)
     assert everything.samples == 200
     assert everything.status == "pass"
+
+
+def test_an_impact_that_begins_after_the_fault_is_reverted_is_not_its_recovery() -> None:
+    """Errors only from 12 s, after a fault from 5 s to 10 s: nothing hurt during the fault,
+    so its recovery is immediate; the drill's own objectives judge what came after."""
+    records = RecordSet(_failing(12, 13))
+    impact = records.impact("checkout", T0 + 5, T0 + 10, max_error_rate=0.01)
+    assert impact.first_impact_s is None
+    assert impact.from_fault_start_s == 0.0
+    during = records.impact("checkout", T0 + 5, T0 + 12.5, max_error_rate=0.01)
+    assert during.first_impact_s == pytest.approx(7.0)
+    assert during.from_fault_start_s == pytest.approx(8.0)

@@ -160,8 +160,9 @@ class RecordSet:
         """When the fault first hurt ``journey`` and when all its objectives held again.
 
         A request *hurts* when it failed or its latency reached the lowest ``below_ms`` of the
-        journey's latency limits. The journey has *recovered* at the first request (due after
-        the first hurt one) from which, for ``sustain_s`` seconds of due times, the error rate
+        journey's latency limits; the first impact is the first such request due before the
+        fault's end (when that is known). The journey has *recovered* at the first request (due
+        after the first hurt one) from which, for ``sustain_s`` seconds of due times, the error rate
         is at most ``max_error_rate`` and every latency limit's percentile is below its bound.
         Only windows the load fully covered count: a run that ends before a clean window
         never recovered.
@@ -175,6 +176,10 @@ class RecordSet:
         samples = int(due.size)
         floor_ms = min((limit.below_ms for limit in limits), default=math.inf)
         hurt = failed | (~dropped & (latency_ms >= floor_ms))
+        if fault_end is not None:
+            # Recovery is from the fault: an impact that only begins once the fault has been
+            # reverted (replicas coming back) is judged by the drill's own objectives, not here.
+            hurt &= due < fault_end
         hurt_at = np.flatnonzero(hurt)
         if hurt_at.size == 0:
             clean = 0.0 if samples else None
