@@ -34,6 +34,7 @@ from shakeout.measure import Recorder, RequestRecord
 from shakeout.records import GENERATOR_SATURATED_MS, RecordSet
 
 PROFILE_DIR = Path("loadprofiles")
+WARMUP_S = 1.0  # the generator's health is judged after its first second
 
 Model = Literal["open", "closed"]
 Arrivals = Literal["constant", "poisson"]
@@ -274,8 +275,11 @@ class LoadRun:
     def generator_health(self) -> dict[str, float | int | bool]:
         """How late the generator sent its requests (``started - due``), and whether that
         made it saturated; kept in ``summary.json``."""
-        stats = self.records().stats()
-        lateness = stats.lateness_p99_ms
+        records = self.records()
+        # The first second is the Locust process warming up (its first connections and
+        # greenlets): a few requests a few ms late there are not a saturated generator.
+        start = float(records.due[0]) + WARMUP_S if len(records) else None
+        lateness = records.stats(None, start, None).lateness_p99_ms
         return {
             "lateness_p99_ms": lateness,
             "saturated": not math.isnan(lateness) and lateness > GENERATOR_SATURATED_MS,
