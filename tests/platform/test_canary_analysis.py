@@ -6,6 +6,7 @@ load (40 browse requests per second through the router; the catalog serves each 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ from shop_load import Run, drive, kinds, wait_for_status
 from shakeout.chaos.local.actions import next_version
 from shakeout.chaos.runner import run_experiment
 from shakeout.platform import lifecycle
-from shakeout.platform.analysis import Figures, figures, regression
+from shakeout.platform.analysis import CanaryAnalysis, Figures, figures, regression
 from shakeout.platform.state import PlatformState
+from shakeout.platform.supervisor import Rollout
 from shakeout.platform.traffic import Outcome
 from shakeout.topology import AnalysisSpec, load_target
 
@@ -54,6 +56,94 @@ def test_regression(canary: Figures, stable: Figures, why: str | None) -> None:
     else:
         assert found is not None
         assert why in found
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Traffic:
+    """The router's records, on an injected clock."""
+
+    def __init__(self, clock: _Clock) -> None:
+        self.now = clock
+        self.series: dict[str, list[Outcome]] = {"v1": [], "v2": []}
+
+    def add(self, version: str, count: int, latency_s: float) -> None:
+        self.series[version] += [Outcome(self.now(), latency_s, True)] * count
+
+    def outcomes(self, service: str, version: str, since: float) -> list[Outcome]:
+        return [o for o in self.series[version] if o.at >= since]
+
+
+class _Supervisor:
+    """The part of the supervisor the analysis reads and calls."""
+
+    def __init__(self, clock: _Clock) -> None:
+        self.traffic = _Traffic(clock)
+        self.spec = type("Spec", (), {"rollout": type("R", (), {"analysis": SPEC})})()
+        self.rollout = Rollout(version="v2", weight=0.2, started_at=0.0, status="available")
+        self.services = {"catalog": type("S", (), {
+            "name": "catalog", "stable_version": "v1", "rollout": self.rollout,
+        })()}  # fmt: skip
+        self.events: list[str] = []
+        self.rolled_back: list[str] = []
+
+    def event(self, kind: str, **fields: object) -> None:
+        self.events.append(kind)
+
+    async def rollback(self, name: str, reason: str) -> None:
+        self.rolled_back.append(reason)
+
+
+def test_a_regression_counts_the_attempts_an_inconclusive_interval_held() -> None:
+    # 6 slow canary attempts in the first 2 s interval: too few (10) to judge, inconclusive.
+    # 4 more just after the interval ends: 10 slow attempts within the last 2 s. Judged on
+    # the interval alone, the canary would wait for 6 more (on a slow canary, ~1 s of users
+    # on 400 ms answers); on the sliding window it is rolled back now.
+    clock = _Clock()
+    sup = _Supervisor(clock)
+    analysis = CanaryAnalysis(sup)  # type: ignore[arg-type]
+
+    def at(t: float) -> None:
+        clock.t = t
+        asyncio.run(analysis.tick())
+
+    at(0.0)
+    clock.t = 1.2
+    sup.traffic.add("v2", 6, 0.4)
+    sup.traffic.add("v1", 30, 0.005)
+    at(1.2)
+    at(2.0)  # the first interval ends: inconclusive (6 canary attempts)
+    assert sup.events == ["canary_interval"]
+    assert not sup.rolled_back
+    clock.t = 2.3
+    sup.traffic.add("v2", 4, 0.4)
+    sup.traffic.add("v1", 20, 0.005)
+    at(2.3)
+    assert sup.events[-1] == "canary_rolled_back"
+    assert sup.rolled_back
+    assert "p95 400 ms > 250 ms" in sup.rolled_back[0]
+    assert sup.rollout.analysis is not None
+    assert sup.rollout.analysis["last"]["canary"]["samples"] == 10
+
+
+def test_attempts_older_than_the_interval_do_not_count() -> None:
+    # 6 slow attempts, then 4 more 2.5 s later: never 10 within 2 s, so no verdict yet.
+    clock = _Clock()
+    sup = _Supervisor(clock)
+    analysis = CanaryAnalysis(sup)  # type: ignore[arg-type]
+    asyncio.run(analysis.tick())
+    clock.t = 0.5
+    sup.traffic.add("v2", 6, 0.4)
+    clock.t = 3.0
+    sup.traffic.add("v2", 4, 0.4)
+    asyncio.run(analysis.tick())
+    assert not sup.rolled_back
 
 
 # -- on platforms -----------------------------------------------------------------------------

@@ -9,9 +9,10 @@ version, are compared with thresholds and with the stable version's figures:
   it neither counts toward promotion nor resets the count;
 * a *regression* (error rate above ``max_error_pct`` and above the stable version's; or p95
   above ``max_p95_ms``; or above ``max_p95_ratio`` times the stable p95 and at least
-  ``min_p95_delta_ms`` more) rolls the canary back at once. It is checked continuously on the
-  current interval as soon as the canary has ``min_samples`` attempts, so a bad canary does not
-  wait for the interval's end;
+  ``min_p95_delta_ms`` more) rolls the canary back at once. It is checked every ``TICK_S`` on
+  a sliding window of the last ``interval_s`` (as a Prometheus ``[interval]`` range evaluated
+  by a controller), as soon as that window holds ``min_samples`` canary attempts: a bad canary
+  neither waits for an interval's end nor loses the attempts an inconclusive interval held;
 * ``healthy_intervals`` healthy intervals in a row promote the canary.
 
 The figures and the decision are recorded in the rollout (``analysis``) and as events
@@ -104,6 +105,7 @@ class _Run:
     """Analysis state of one rollout."""
 
     rollout: Rollout
+    started: float
     window_start: float
     interval: int = 0
     healthy: int = 0
@@ -145,16 +147,17 @@ class CanaryAnalysis:
                 continue
             run = self._runs.get(svc.name)
             if run is None or run.rollout is not rollout:
-                run = self._runs[svc.name] = _Run(rollout, window_start=now)
-            canary = figures(sup.traffic.outcomes(svc.name, rollout.version, run.window_start))
-            stable = figures(sup.traffic.outcomes(svc.name, svc.stable_version, run.window_start))
-            record = {
-                "interval": run.interval + 1,
-                "canary": canary.as_dict(),
-                "stable": stable.as_dict(),
-            }
+                run = self._runs[svc.name] = _Run(rollout, started=now, window_start=now)
+            sliding = max(run.started, now - self.spec.interval_s)
+            canary = figures(sup.traffic.outcomes(svc.name, rollout.version, sliding))
+            stable = figures(sup.traffic.outcomes(svc.name, svc.stable_version, sliding))
             why = regression(self.spec, canary, stable)
             if why is not None:
+                record = {
+                    "interval": run.interval + 1,
+                    "canary": canary.as_dict(),
+                    "stable": stable.as_dict(),
+                }
                 self._runs.pop(svc.name, None)
                 rollout.analysis = self._summary(run, record, "rolled_back")
                 sup.event(
@@ -165,6 +168,14 @@ class CanaryAnalysis:
                 continue
             if now - run.window_start < self.spec.interval_s:
                 continue
+            # The interval that ends now, for promotion: tumbling, as Flagger counts them.
+            canary = figures(sup.traffic.outcomes(svc.name, rollout.version, run.window_start))
+            stable = figures(sup.traffic.outcomes(svc.name, svc.stable_version, run.window_start))
+            record = {
+                "interval": run.interval + 1,
+                "canary": canary.as_dict(),
+                "stable": stable.as_dict(),
+            }
             run.interval += 1
             run.window_start = now
             conclusive = min(canary.samples, stable.samples) >= self.spec.min_samples
