@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ from shakeout._process import wait_for
 from shakeout.errors import ConfigError, PlatformError
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState, pid_alive
+from shakeout.platform.supervisor import Replica, Supervisor
+from shakeout.topology import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "targets" / "local.yaml"
@@ -242,3 +245,28 @@ def test_any_http_server_command_can_be_a_service(
             assert sorted(r["zone"] for r in client.replicas()) == ["a", "b"]
     finally:
         lifecycle.down(state.target)
+
+
+def test_only_replicas_not_needed_to_serve_yet_start_at_low_priority(tmp_path: Path) -> None:
+    # All zones share this machine's cores (see supervisor.START_NICE): restarts after a crash
+    # and a canary's replicas beside a serving stable version wait for the CPU; new capacity
+    # (first starts, scale-ups, a version that takes all the traffic) does not.
+    target = load_target(Path(__file__).resolve().parents[2] / "targets" / "local.yaml")
+
+    async def decide() -> list[bool]:
+        sup = Supervisor(target, tmp_path, dict.fromkeys(target.services, 0))
+        catalog = sup.services["catalog"]
+
+        def replica(version: str, crashes: int = 0) -> Replica:
+            made = Replica(id="r", service="catalog", version=version, zone="a", port=0, env={})
+            made.consecutive_crashes = crashes
+            return made
+
+        found = [sup._can_wait(replica("v1")), sup._can_wait(replica("v1", crashes=1))]
+        catalog.weights = {"v1": 0.8, "v2": 0.2}
+        found.append(sup._can_wait(replica("v2")))
+        catalog.weights = {"v1": 0.0, "v2": 1.0}
+        found.append(sup._can_wait(replica("v2")))
+        return found
+
+    assert asyncio.run(decide()) == [False, True, True, False]
