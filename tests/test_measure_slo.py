@@ -314,3 +314,29 @@ def test_an_impact_that_begins_after_the_fault_is_reverted_is_not_its_recovery()
     during = records.impact("checkout", T0 + 5, T0 + 12.5, max_error_rate=0.01)
     assert during.first_impact_s == pytest.approx(7.0)
     assert during.from_fault_start_s == pytest.approx(8.0)
+
+
+def test_recovery_leaves_out_the_generators_own_lateness_but_not_the_targets() -> None:
+    """Right after a stall the generator, busy with the held responses, sends the next
+    requests up to 60 ms late: the server answers them in D ms, so recovery is at the stall's
+    end. A server still slow then (the same lateness inside its answers) is not recovered."""
+    stall_at, stall_s = 8.0, 2.0
+    stall_end = T0 + stall_at + stall_s
+
+    def run(server_slow_after: bool) -> list[RequestRecord]:
+        records = []
+        for r in _stalled_run(stall_at=stall_at, stall_s=stall_s):
+            late_s = 0.060 if stall_end <= r.due < stall_end + 0.5 else 0.0
+            started = r.due + (0.0 if server_slow_after else late_s)
+            ended = r.ended_at + late_s
+            records.append(RequestRecord(r.due, started, ended, "browse", "GET", 200, None))
+        return records
+
+    limit = LatencyLimit(99.0, 2 * D_MS + 30)  # hurts from 70 ms; a late send reads 80 ms
+    generator_late = RecordSet(run(server_slow_after=False))
+    impact = generator_late.impact("browse", T0 + stall_at, stall_end, 0.01, [limit])
+    assert impact.from_fault_end_s == pytest.approx(0.0, abs=0.05)
+    assert generator_late.stats("browse", stall_end, stall_end + 0.5).p50_ms == pytest.approx(80)
+    target_slow = RecordSet(run(server_slow_after=True))
+    impact = target_slow.impact("browse", T0 + stall_at, stall_end, 0.01, [limit])
+    assert impact.from_fault_end_s == pytest.approx(0.5, abs=0.05)
