@@ -65,13 +65,37 @@ class ServiceSpec(_Model):
 
 
 class RouterSpec(_Model):
-    """How the router in front of the services behaves."""
+    """How the router in front of the services behaves (Envoy's names where it has one).
+
+    ``timeout_s`` bounds a whole request, retries included (Envoy's route timeout);
+    ``per_try_timeout_s`` bounds each attempt (None: only the whole request's bound), with
+    ``per_try_timeouts_s`` per service where one must wait longer (a service whose own
+    dependencies take time). A retry is sent only while the retries in flight stay within
+    ``retry_budget_pct`` of the service's requests in flight (at least
+    ``min_retry_concurrency``), so retries cannot multiply an overload. ``balancer``:
+    ``round_robin``, or ``least_request`` (of two replicas picked at random, the one with fewer
+    requests in flight: a replica that stopped answering collects requests and is avoided).
+    ``safe_routes`` (``"POST /api/cart"``) are retried like idempotent requests: operations
+    with no side effect that a method alone does not tell (Envoy's per-route retry policy).
+    """
 
     retries: Annotated[int, Field(ge=0, le=3)] = 1
     eject_after_failures: Annotated[int, Field(ge=0, le=100)] = 3
     ejection_s: Annotated[float, Field(ge=0, le=600)] = 5.0
     connect_timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    per_try_timeout_s: Annotated[float, Field(gt=0, le=120)] | None = None
+    per_try_timeouts_s: dict[
+        Annotated[str, Field(pattern=_NAME)], Annotated[float, Field(gt=0, le=120)]
+    ] = {}
+    retry_budget_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+    min_retry_concurrency: Annotated[int, Field(ge=0, le=1000)] = 3
+    balancer: Literal["round_robin", "least_request"] = "round_robin"
+    safe_routes: list[Annotated[str, Field(pattern=r"^[A-Z]+ /\S*$")]] = []
+
+    def per_try(self, service: str) -> float | None:
+        """The per-attempt timeout of requests to ``service`` (None: none)."""
+        return self.per_try_timeouts_s.get(service, self.per_try_timeout_s)
 
 
 class AnalysisSpec(_Model):
@@ -217,6 +241,15 @@ class MigrationSpec(_Model):
     batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 200
 
 
+class NodesSpec(_Model):
+    """How the control plane learns the zones' health: every ``heartbeat_s`` each zone's node
+    sends a heartbeat; one silent for ``grace_s`` is not ready (Kubernetes: 10 s and 40 s,
+    compressed for drills)."""
+
+    heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+    grace_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+
+
 class PlatformSpec(_Model):
     """Behaviour of the embedded platform as a whole."""
 
@@ -226,6 +259,7 @@ class PlatformSpec(_Model):
         "c",
     ]
     health_checks: bool = True
+    nodes: NodesSpec = NodesSpec()
     router: RouterSpec = RouterSpec()
     rollout: RolloutSpec = RolloutSpec()
     restart_backoff: BackoffSpec = BackoffSpec()
@@ -270,6 +304,11 @@ class LocalTarget(_Model):
         for name in self.platform.capacity:
             if name not in self.services:
                 raise ValueError(f"platform.capacity names {name!r}, which is not in services")
+        for name in self.platform.router.per_try_timeouts_s:
+            if name not in self.services:
+                raise ValueError(
+                    f"platform.router.per_try_timeouts_s names {name!r}, which is not in services"
+                )
         for name in self.platform.autoscaler.services:
             if name not in self.services:
                 raise ValueError(

@@ -171,9 +171,13 @@ def _canary(state: PlatformState, version: str, env: dict[str, str], seconds: fl
         return drive(state.gateway_url, 40, seconds)
 
 
+# A canary 400 ms slower never answers within the router's per-try timeout (0.1 s in
+# targets/local.yaml): each attempt on it is a timed-out attempt, an error to the analysis (and
+# retried on the stable version for the user). Slowness under that timeout is judged on p95
+# (test_regression above).
 @pytest.mark.parametrize(("version", "env", "why"), [
     ("v2-errors", {"SHAKEOUT_ERROR_RATE": "0.5"}, "error rate"),
-    ("v2-slow", {"SHAKEOUT_EXTRA_LATENCY_MS": "400"}, "p95"),
+    ("v2-slow", {"SHAKEOUT_EXTRA_LATENCY_MS": "400"}, "error rate"),
 ])  # fmt: skip
 def test_resilient_bad_canary_is_rolled_back_by_analysis(
     resilient: PlatformState, version: str, env: dict[str, str], why: str

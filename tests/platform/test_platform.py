@@ -143,6 +143,32 @@ def test_zone_outage_fails_over_and_recovers(
     assert wait_for(lambda: all(r["ready"] for r in client.replicas()), 15)
 
 
+def test_a_zone_that_stopped_answering_gets_no_new_replica_and_the_spread_comes_back(
+    client: lifecycle.PlatformClient,
+) -> None:
+    since = max((e["seq"] for e in client.events()), default=0)
+    client.zone_action("b", "freeze")
+    try:
+        # Nobody tells the control plane: its node controller sees the heartbeats stop.
+        assert wait_for(
+            lambda: any(
+                e["kind"] == "zone_not_ready" and e["zone"] == "b" for e in client.events(since)
+            ),
+            10,
+        )
+        assert client.status()["zone_health"]["b"] == {"ready": False, "world": "frozen"}
+        client.scale("catalog", 5)  # one in a and b: the three new ones go to c, a, c
+        catalog = [r for r in client.replicas() if r["service"] == "catalog"]
+        assert sorted(r["zone"] for r in catalog) == ["a", "a", "b", "c", "c"]
+    finally:
+        client.zone_action("b", "resume")
+    assert wait_for(lambda: client.status()["zone_health"]["b"]["ready"] is True, 10)
+    client.scale("catalog", None)  # back to two: the spread over a and b is restored
+    catalog = [r for r in client.replicas() if r["service"] == "catalog"]
+    assert sorted(r["zone"] for r in catalog) == ["a", "b"]
+    assert wait_for(lambda: all(r["ready"] for r in client.replicas()), 15)
+
+
 def test_scale_and_key_rotation(client: lifecycle.PlatformClient, platform: PlatformState) -> None:
     client.scale("inventory", 3)
     assert wait_for(

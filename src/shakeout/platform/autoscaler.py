@@ -87,10 +87,14 @@ class Autoscaler:
             ):
                 continue
             stable = [r for r in svc.replicas if r.version == svc.stable_version]
-            # Capacity is what can serve: a replica in a downed zone, frozen or crash-looping
+            # Capacity is what can serve: a replica in a zone not ready, crash-looping, or
+            # running but failing its readiness probe (frozen, as far as the probes can tell)
             # serves nothing, so it is not counted (a new one is added beside it).
             current = sum(
-                1 for r in stable if r.state in ("starting", "running") and not r.zone_down
+                1
+                for r in stable
+                if (r.state == "starting" or (r.state == "running" and r.ready))
+                and sup.nodes.ready(r.zone)
             )
             absent = len(stable) - current
             capacity = sup.spec.capacity[name]

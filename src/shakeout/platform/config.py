@@ -180,7 +180,7 @@ class ConfigManager:
             r
             for svc in sup.services.values()
             for r in svc.replicas
-            if r.zone in zones and r.state in ("starting", "running") and not r.zone_down
+            if r.zone in zones and r.state in ("starting", "running") and sup.nodes.ready(r.zone)
         ]
         figures: dict[str, Any] = {
             "zones": zones,

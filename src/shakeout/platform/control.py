@@ -139,13 +139,11 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
         zone = request.path_params["zone"]
         action = request.path_params["action"]
         if action == "kill":
-            ids = await supervisor.zone_down(zone)
+            ids = supervisor.zone_down(zone)
         elif action == "freeze":
-            ids = [r.id for r in supervisor.zone_replicas(zone)]
-            for replica in supervisor.zone_replicas(zone):
-                supervisor.freeze(replica)
+            ids = supervisor.zone_freeze(zone)
         elif action == "resume":
-            ids = await supervisor.zone_up(zone)
+            ids = supervisor.zone_up(zone)
         else:
             return _error(404, f"unknown zone action {action!r} (kill, freeze, resume)")
         return JSONResponse({"zone": zone, "action": action, "replicas": ids})

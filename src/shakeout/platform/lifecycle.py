@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -265,12 +266,32 @@ def down(target_name: str, timeout_s: float = 10.0) -> bool:
         os.kill(state.pid, signal.SIGTERM)
         if not wait_for(lambda: not pid_alive(state.pid), timeout_s):
             os.kill(state.pid, signal.SIGKILL)
-    # Replicas die with the daemon (PR_SET_PDEATHSIG); make sure of it anyway.
-    for pid in state.replica_pids:
-        if pid_alive(pid) and _is_replica(pid, state):
-            os.kill(pid, signal.SIGKILL)
+    # Replicas die with the daemon (PR_SET_PDEATHSIG); make sure of it anyway, with every
+    # process of each replica's group: a multi-process server's workers have no such signal,
+    # and a frozen worker outlives its leader unless it is killed.
+    for pgid in state.replica_pids:
+        for pid in _group_members(pgid):
+            if _is_replica(pid, state):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
     state.path.unlink(missing_ok=True)
     return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Every live process whose process group is ``pgid`` (from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 def _is_replica(pid: int, state: PlatformState) -> bool:

@@ -3,10 +3,14 @@
 It plays the part of a Kubernetes Service plus a small slice of a mesh sidecar:
 
 * traffic goes only to routable replicas (ready ones, when health checks are on);
-* traffic is split between versions by weight (canary), round-robin within a version;
-* an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, or any request carrying an
-  ``Idempotency-Key``) that fails to connect or gets a 5xx is retried on another replica
-  (Envoy's ``retry_on: 5xx``);
+* traffic is split between versions by weight (canary), then round-robin within a version, or
+  least-request (Envoy's power of two choices: a replica that stopped answering keeps its
+  requests in flight and is picked less and less);
+* each attempt has its own timeout (Envoy's ``per_try_timeout``) inside the whole request's;
+* an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, any request carrying an
+  ``Idempotency-Key``, or one of the target's ``safe_routes``) that fails to connect, times
+  out or gets a 5xx is retried on another
+  replica (Envoy's ``retry_on: 5xx``) while the service's retry budget allows it;
 * a replica is ejected for a while after consecutive failures (outlier detection);
 * a replica of a service with a capacity (``platform.capacity``, requests per second) serves
   at most that rate: beyond it the request is answered 503 at once, as a saturated server
@@ -107,6 +111,9 @@ class Router:
         self._buckets: dict[str, _Bucket] = {}
         self._breakers: dict[str, str] = {}
         self.in_flight: dict[str, int] = {}
+        self._safe_routes = frozenset(self.policy.safe_routes)
+        self._active: dict[str, int] = {}  # requests in flight per service
+        self._retrying: dict[str, int] = {}  # of which on a retry
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
             total=self.policy.timeout_s, sock_connect=self.policy.connect_timeout_s
@@ -132,20 +139,20 @@ class Router:
 
     # -- choosing a replica ------------------------------------------------------------------
 
-    def _candidates(self, service: str, exclude: set[str]) -> list[Replica]:
-        now = time.monotonic()
-        replicas = [r for r in self.supervisor.routable(service) if r.id not in exclude]
-        healthy = [r for r in replicas if self._ejected_until.get(r.id, 0.0) <= now]
-        # Like Envoy's panic threshold: if every endpoint is ejected, use them all anyway.
-        return healthy or replicas
-
     def pick(self, service: str, exclude: set[str]) -> Replica:
-        """Choose a replica: a version by weight, then round-robin within it."""
-        candidates = self._candidates(service, exclude)
-        if not candidates:
+        """Choose a replica: a version by weight, then, among that version's replicas not
+        ejected, round-robin or least-request.
+
+        Ejection never moves traffic to another version (each version is its own cluster, as
+        in Envoy's weighted clusters): when every replica of the chosen version is ejected,
+        they are all used anyway (Envoy's panic threshold). Otherwise a slow or failing new
+        version would be hidden behind the old one it replaced.
+        """
+        replicas = [r for r in self.supervisor.routable(service) if r.id not in exclude]
+        if not replicas:
             raise _NoReplica(service)
         by_version: dict[str, list[Replica]] = {}
-        for replica in candidates:
+        for replica in replicas:
             by_version.setdefault(replica.version, []).append(replica)
         weights = self.supervisor.services[service].weights
         versions = [v for v in by_version if weights.get(v, 0.0) > 0.0]
@@ -156,9 +163,24 @@ class Router:
             chosen = versions[0]
         else:
             chosen = self._rng.choices(versions, [weights[v] for v in versions])[0]
-        pool = by_version[chosen]
+        now = time.monotonic()
+        pool = [
+            r for r in by_version[chosen] if self._ejected_until.get(r.id, 0.0) <= now
+        ] or by_version[chosen]
+        if self.policy.balancer == "least_request" and len(pool) > 1:
+            first, second = self._rng.sample(pool, 2)
+            busy = self.in_flight
+            return second if busy.get(second.id, 0) < busy.get(first.id, 0) else first
         counter = self._rr.setdefault(f"{service}/{chosen}", itertools.count())
         return pool[next(counter) % len(pool)]
+
+    def _may_retry(self, service: str) -> bool:
+        """Envoy's retry budget: retries in flight within a share of the requests in flight."""
+        budget = max(
+            self.policy.min_retry_concurrency,
+            self.policy.retry_budget_pct / 100.0 * self._active.get(service, 0),
+        )
+        return self._retrying.get(service, 0) < budget
 
     def _record(self, replica: Replica, ok: bool) -> None:
         if ok:
@@ -231,8 +253,10 @@ class Router:
             for k, v in scope["headers"]
             if k.lower() not in _HOP_BY_HOP
         ]
-        retryable = scope["method"] in _IDEMPOTENT or any(
-            k.lower() == "idempotency-key" for k, _ in headers
+        retryable = (
+            scope["method"] in _IDEMPOTENT
+            or any(k.lower() == "idempotency-key" for k, _ in headers)
+            or f"{scope['method']} {scope['path']}" in self._safe_routes
         )
         path = scope["raw_path"] or scope["path"].encode()
         if scope["query_string"]:
@@ -252,13 +276,39 @@ class Router:
         body: bytes,
         retryable: bool,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        self._active[service] = self._active.get(service, 0) + 1
+        retry = _Retry(self, service)
+        try:
+            return await self._attempts(service, method, path, headers, body, retryable, retry)
+        finally:
+            self._active[service] -= 1
+            retry.done()
+
+    async def _attempts(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        retryable: bool,
+        retry: _Retry,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         tried: set[str] = set()
         attempts = 1 + (self.policy.retries if retryable else 0)
         error = "no ready replica"
         traffic = self.supervisor.traffic
         traffic.arrival(service)
         saturated = False
-        for _ in range(attempts):
+        deadline = time.monotonic() + self.policy.timeout_s
+        per_try = self.policy.per_try(service)
+        for attempt in range(attempts):
+            if attempt and not retry.start():
+                error += " (retry budget spent)"
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
                 replica = self.pick(service, tried)
             except _NoReplica:
@@ -272,6 +322,7 @@ class Router:
                 continue
             saturated = False
             started = time.monotonic()
+            limit = left if per_try is None else min(per_try, left)
             self.in_flight[replica.id] = self.in_flight.get(replica.id, 0) + 1
             try:
                 async with self.session.request(
@@ -280,6 +331,9 @@ class Router:
                     headers=CIMultiDict(headers),
                     data=body or None,
                     allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(
+                        total=limit, sock_connect=self.policy.connect_timeout_s
+                    ),
                 ) as response:
                     content = await response.read()
                     status = response.status
@@ -303,9 +357,40 @@ class Router:
                 continue
             return status, out, content
         status = 503 if error == "no ready replica" or saturated else 502
+        if error.endswith("timed out") and status == 502:
+            status = 504
         payload = json.dumps({"error": error, "service": service}).encode()
         return (
             status,
             [(b"content-type", b"application/json"), (b"x-shakeout-router", b"1")],
             payload,
         )
+
+
+class _Retry:
+    """One request's place in its service's retry budget: taken at its first retry, given
+    back when the request ends."""
+
+    __slots__ = ("_router", "_service", "_taken")
+
+    def __init__(self, router: Router, service: str) -> None:
+        self._router = router
+        self._service = service
+        self._taken = False
+
+    def start(self) -> bool:
+        """May this request retry now? (Its first retry takes a place in the budget.)"""
+        if self._taken:
+            return True
+        if not self._router._may_retry(self._service):
+            return False
+        self._taken = True
+        counts = self._router._retrying
+        counts[self._service] = counts.get(self._service, 0) + 1
+        return True
+
+    def done(self) -> None:
+        """The request ended: give its place back."""
+        if self._taken:
+            self._router._retrying[self._service] -= 1
+            self._taken = False

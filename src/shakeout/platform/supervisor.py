@@ -38,12 +38,17 @@ from shakeout.platform.analysis import CanaryAnalysis
 from shakeout.platform.autoscaler import Autoscaler
 from shakeout.platform.config import ConfigManager
 from shakeout.platform.migration import MigrationJob
+from shakeout.platform.nodes import NodeController
 from shakeout.platform.secrets import audit, watch_outage
 from shakeout.platform.traffic import TrafficStats
+from shakeout.platform.world import NodeDown, World
 from shakeout.services._common import key_id
 from shakeout.topology import LocalTarget, ServiceSpec, expand, python_executable
 
-ReplicaState = Literal["starting", "running", "frozen", "backoff", "stopped"]
+ReplicaState = Literal["starting", "running", "backoff", "pending", "stopped"]
+"""What the control plane knows of a replica: a frozen one is still ``running`` to it (a fault
+is never announced; see ``shakeout.platform.world``) until its probes fail; ``pending``: its
+zone's node could not start it, it starts when the zone is ready again."""
 
 
 def free_port() -> int:
@@ -120,7 +125,6 @@ class Replica:
     last_exit_code: int | None = None
     started_at: float = 0.0
     pid: int | None = None
-    zone_down: bool = False
     probe_failures: int = 0
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
@@ -138,7 +142,9 @@ class Replica:
             "zone": self.zone,
             "port": self.port,
             "pid": self.pid,
-            "state": "CrashLoopBackOff" if self.state == "backoff" else self.state,
+            "state": {"backoff": "CrashLoopBackOff", "pending": "Pending"}.get(
+                self.state, self.state
+            ),
             "ready": self.ready,
             "restarts": self.restarts,
             "last_exit_code": self.last_exit_code,
@@ -205,7 +211,14 @@ class Supervisor:
         self.events: deque[dict[str, Any]] = deque(maxlen=5000)
         self._events_file = state_dir / "events.jsonl"
         self._seq = itertools.count(1)
-        self._zone_cycle: dict[str, itertools.cycle[str]] = {}
+        self.world = World()  # the processes; faults act there, this class only observes them
+        self.nodes = NodeController(  # the zones' health, from the world's heartbeats
+            list(self.spec.zones),
+            self.world.heartbeat,
+            self._zone_changed,
+            self.spec.nodes.heartbeat_s,
+            self.spec.nodes.grace_s,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._probe_client: aiohttp.ClientSession | None = None
         self._stopping = False
@@ -250,6 +263,7 @@ class Supervisor:
             for _ in range(svc.spec.replicas):
                 await self._add_replica(svc, svc.stable_version, dict(svc.spec.env))
         self._spawn(self._probe_loop())
+        self._spawn(self.nodes.run())
         self._spawn(self._rollout_loop())
         if self.autoscaler.enabled:
             self._spawn(self.autoscaler.run())
@@ -258,7 +272,7 @@ class Supervisor:
         self.event("platform_started", target=self.target.name)
 
     async def stop(self) -> None:
-        """Stop every replica (SIGCONT first for frozen ones), then the background loops."""
+        """Stop every replica's process group (continued first), then the background loops."""
         self._stopping = True
         for task in list(self._tasks):
             task.cancel()
@@ -268,9 +282,12 @@ class Supervisor:
             await self._probe_client.close()
 
     def all_ready(self) -> bool:
-        """True when every replica that should run answers its readiness probe."""
+        """True when every replica of a ready zone answers its readiness probe."""
         return all(
-            r.ready for svc in self.services.values() for r in svc.replicas if not r.zone_down
+            r.ready
+            for svc in self.services.values()
+            for r in svc.replicas
+            if self.nodes.ready(r.zone)
         )
 
     def pids(self) -> list[int]:
@@ -289,10 +306,48 @@ class Supervisor:
     # -- replicas ----------------------------------------------------------------------------
 
     def _next_zone(self, svc: Service, version: str) -> str:
-        key = f"{svc.name}/{version}"
-        if key not in self._zone_cycle:
-            self._zone_cycle[key] = itertools.cycle(self.spec.zones)
-        return next(self._zone_cycle[key])
+        """Placement: the ready zone holding the fewest replicas of this version (the first
+        such in the target's order), so replicas spread over the zones and none is placed in
+        a zone the node controller found not ready. With no zone ready, any zone."""
+        zones = self.nodes.ready_zones() or list(self.spec.zones)
+        held = dict.fromkeys(zones, 0)
+        for replica in svc.replicas:
+            if replica.version == version and replica.zone in held:
+                held[replica.zone] += 1
+        return min(zones, key=lambda zone: held[zone])
+
+    def _spread_victims(self, replicas: list[Replica], count: int) -> list[Replica]:
+        """Which ``count`` replicas a scale-down removes: those not ready first (as a
+        ReplicaSet does), then from the zone holding the most, newest first, so the spread
+        over the zones stays even."""
+        left = list(replicas)
+        doomed: list[Replica] = []
+        for _ in range(min(count, len(left))):
+            held: dict[str, int] = {}
+            for replica in left:
+                held[replica.zone] = held.get(replica.zone, 0) + 1
+            victim = max(
+                reversed(left), key=lambda r: (not r.ready, held[r.zone])
+            )  # reversed: among equals, the newest
+            left.remove(victim)
+            doomed.append(victim)
+        return doomed
+
+    def _zone_changed(self, zone: str, ready: bool) -> None:
+        """The node controller's verdict on a zone changed (from its heartbeats)."""
+        replicas = [r for s in self.services.values() for r in s.replicas if r.zone == zone]
+        if not ready:
+            self.event("zone_not_ready", zone=zone)
+            for replica in replicas:  # out of the endpoints, as a NotReady node's pods are
+                if replica.ready:
+                    replica.ready = False
+                    self.event("replica_not_ready", replica=replica.id, reason="zone not ready")
+        else:
+            self.event("zone_ready", zone=zone)
+            for replica in replicas:
+                if replica.state == "pending":
+                    self._spawn(self._start_in_turn(replica))
+        self._changed()
 
     async def _start_in_turn(self, replica: Replica) -> None:
         """Launch a replica when a start slot is free and hold the slot until it is ready (or
@@ -305,12 +360,8 @@ class Supervisor:
         would start on its own node; here at most ``MAX_PARALLEL_STARTS`` start together.
         """
         async with self._start_slots:
-            if (
-                self._stopping
-                or replica.zone_down
-                or replica not in self.services[replica.service].replicas
-            ):
-                return  # stopped, its zone down again, or scaled away while it waited
+            if self._stopping or replica not in self.services[replica.service].replicas:
+                return  # stopped, or scaled away while it waited
             await self._launch(replica)
             deadline = time.monotonic() + START_SLOT_S
             process = replica.process
@@ -396,25 +447,30 @@ class Supervisor:
     async def _launch(self, replica: Replica) -> None:
         env = self._environment(replica)
         command = json.loads(env.pop("_SHAKEOUT_COMMAND"))
-        log = (self.log_dir / f"{replica.id}.log").open("ab")
+        # SIGKILL when the daemon dies outright: a frozen replica would hold a SIGTERM pending
+        # for ever (a stopped process only acts on SIGKILL).
+        died = die_with_parent(signal.SIGKILL)
         try:
             # A replica not needed to serve yet starts at low priority (see START_NICE); new
             # capacity at normal priority, to serve at once.
-            died = die_with_parent(signal.SIGTERM)
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-                preexec_fn=_start_low(died) if self._can_wait(replica) else died,
+            process = await self.world.spawn(
+                command,
+                env,
+                self.log_dir / f"{replica.id}.log",
+                _start_low(died) if self._can_wait(replica) else died,
+                replica.zone,
             )
+        except NodeDown as exc:
+            # Its zone's node cannot start it: it waits for the zone to be ready again.
+            replica.process, replica.pid, replica.ready = None, None, False
+            replica.state = "pending"
+            self.event("replica_pending", replica=replica.id, zone=replica.zone, reason=str(exc))
+            self._changed()
+            return
         except OSError as exc:
             raise PlatformError(
                 f"service {replica.service!r}: cannot start command {command[0]!r}: {exc}"
             ) from exc
-        finally:
-            log.close()
         replica.process = process
         replica.pid = process.pid
         replica.state = "starting"
@@ -426,13 +482,15 @@ class Supervisor:
 
     async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
+        self.world.send(process.pid, signal.SIGKILL)  # workers its leader left behind
+        self.world.forget(process.pid)
         if replica.process is not process or self._stopping:
             return
         replica.process = None
         replica.pid = None
         replica.ready = False
         replica.last_exit_code = code
-        if replica.state == "stopped" or replica.zone_down:
+        if replica.state == "stopped":
             self._changed()
             return
         ran_s = time.monotonic() - replica.started_at
@@ -457,15 +515,7 @@ class Supervisor:
         process = replica.process
         if process is None or process.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), grace_s)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        await self.world.stop(process, grace_s)
         replica.pid = None
         self._changed()
 
@@ -490,53 +540,52 @@ class Supervisor:
             raise NotFound(f"no zone {zone!r} (known: {', '.join(self.spec.zones)})")
         return [r for s in self.services.values() for r in s.replicas if r.zone == zone]
 
-    # -- faults ------------------------------------------------------------------------------
+    # -- faults (they act on the world only: see shakeout.platform.world) --------------------
 
     def kill(self, replica: Replica, sig: int = signal.SIGKILL) -> None:
-        """Kill a replica's process; the supervisor restarts it like a crashed one."""
+        """Kill a replica's process group; the supervisor sees the exit and restarts it."""
         if replica.process is not None and replica.process.returncode is None:
-            replica.process.send_signal(signal.SIGCONT)
-            replica.process.send_signal(sig)
-            replica.state = "running" if replica.state == "frozen" else replica.state
+            self.world.kill(replica.process.pid, sig)
             self.event("replica_killed", replica=replica.id, signal=int(sig))
 
     def freeze(self, replica: Replica) -> None:
-        """Stop a replica with SIGSTOP: the process stays but answers nothing."""
-        if replica.process is not None and replica.process.returncode is None:
-            replica.process.send_signal(signal.SIGSTOP)
-            replica.state = "frozen"
+        """Stop every process of a replica (SIGSTOP to its group). Nothing in the control plane
+        is told: readiness probes and the router's timeouts have to find out."""
+        process = replica.process
+        if process is not None and process.returncode is None and self.world.freeze(process.pid):
             self.event("replica_frozen", replica=replica.id)
-            self._changed()
 
     def resume(self, replica: Replica) -> None:
-        """Undo a freeze (SIGCONT)."""
-        if replica.process is not None and replica.state == "frozen":
-            replica.process.send_signal(signal.SIGCONT)
-            replica.state = "running"
+        """Undo a freeze (SIGCONT to the group); probes see the replica answer again."""
+        if replica.process is not None and self.world.thaw(replica.process.pid):
             self.event("replica_resumed", replica=replica.id)
-            self._changed()
 
-    async def zone_down(self, zone: str) -> list[str]:
-        """Take a whole zone down: its replicas are stopped and not restarted until it is up."""
+    def _by_pid(self, pids: list[int]) -> list[Replica]:
+        wanted = set(pids)
+        return [r for s in self.services.values() for r in s.replicas if r.pid in wanted]
+
+    def zone_down(self, zone: str) -> list[str]:
+        """A whole zone goes down: the world kills its replicas and its node starts nothing.
+        The supervisor sees the exits; the node controller sees the heartbeats stop."""
         replicas = self.zone_replicas(zone)
-        for replica in replicas:
-            replica.zone_down = True
-        await asyncio.gather(*(self._stop_replica(r, grace_s=0.1) for r in replicas))
+        self.world.zone_down(zone)
         self.event("zone_down", zone=zone, replicas=[r.id for r in replicas])
         return [r.id for r in replicas]
 
-    async def zone_up(self, zone: str) -> list[str]:
-        """Bring a zone back: resume frozen replicas and restart stopped ones."""
+    def zone_freeze(self, zone: str) -> list[str]:
+        """A whole zone freezes: every replica stops answering, and so does its node."""
+        self.zone_replicas(zone)  # an unknown zone is named
+        frozen = self._by_pid(self.world.zone_freeze(zone))
+        for replica in frozen:
+            self.event("replica_frozen", replica=replica.id)
+        return [r.id for r in frozen]
+
+    def zone_up(self, zone: str) -> list[str]:
+        """Undo a zone fault: frozen replicas continue; the node takes starts again, and the
+        replicas that wait for it start once the node controller sees it ready."""
         replicas = self.zone_replicas(zone)
-        returning = []
-        for replica in replicas:
-            if replica.state == "frozen":
-                self.resume(replica)
-            elif replica.zone_down:
-                returning.append(replica)
-            replica.zone_down = False
-        for replica in returning:  # they start in turn, in the background (see _start_in_turn)
-            self._spawn(self._start_in_turn(replica))
+        for replica in self._by_pid(self.world.zone_up(zone)):
+            self.event("replica_resumed", replica=replica.id)
         self.event("zone_up", zone=zone, replicas=[r.id for r in replicas])
         return [r.id for r in replicas]
 
@@ -618,7 +667,7 @@ class Supervisor:
                 for _ in range(added)
             )
         )
-        doomed = stable[replicas:]
+        doomed = self._spread_victims(stable, len(stable) - replicas)
         svc.replicas = [r for r in svc.replicas if r not in doomed]
         await asyncio.gather(*(self._stop_replica(r, grace_s=1.0) for r in doomed))
         if not autoscaled:
@@ -693,7 +742,7 @@ class Supervisor:
             return
         if ok:
             replica.probe_failures = 0
-            if not replica.ready:
+            if not replica.ready and self.nodes.ready(replica.zone):
                 _restore_priority(replica.pid)
                 replica.ready = True
                 if replica.state == "starting":
@@ -709,16 +758,30 @@ class Supervisor:
                 self._changed()
 
     async def _probe_loop(self) -> None:
+        """Probe every replica each period, as a kubelet does: a probe still waiting for its
+        timeout (a frozen replica) holds back only that replica's next probe, never the
+        others', so one frozen replica cannot slow the detection of another."""
         period = min(s.spec.health.period_s for s in self.services.values())
-        while True:
-            replicas = [
-                r
-                for svc in self.services.values()
-                for r in svc.replicas
-                if r.process is not None and r.state not in ("stopped", "backoff")
-            ]
-            await asyncio.gather(*(self._probe(r) for r in replicas))
-            await asyncio.sleep(period)  # probe period
+        probing: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                replicas = [
+                    r
+                    for svc in self.services.values()
+                    for r in svc.replicas
+                    if r.process is not None and r.state not in ("stopped", "backoff")
+                ]
+                for replica in replicas:
+                    task = probing.get(replica.id)
+                    if task is None or task.done():
+                        probing[replica.id] = asyncio.ensure_future(self._probe(replica))
+                live = {r.id for r in replicas}
+                for ident in [i for i, t in probing.items() if t.done() and i not in live]:
+                    del probing[ident]
+                await asyncio.sleep(period)  # probe period
+        finally:
+            for task in probing.values():
+                task.cancel()
 
     # -- secrets -----------------------------------------------------------------------------
 
@@ -776,13 +839,17 @@ class Supervisor:
             return [r for r in svc.replicas if r.ready and r.state == "running"]
         # No readiness gate: every replica that is meant to run stays an endpoint, whether it
         # is starting, crashed and backing off, frozen, or in a zone that went down.
-        return [r for r in svc.replicas if r.state != "stopped" or r.zone_down]
+        return [r for r in svc.replicas if r.state != "stopped"]
 
     def snapshot(self) -> dict[str, Any]:
         """Whole-platform view for ``status`` and the control API."""
         return {
             "target": self.target.name,
             "zones": list(self.spec.zones),
+            "zone_health": {  # the control plane's view, and what the world did
+                zone: {"ready": self.nodes.ready(zone), "world": self.world.zone_state(zone)}
+                for zone in self.spec.zones
+            },
             "health_checks": self.spec.health_checks,
             "services": {
                 name: {
@@ -790,7 +857,9 @@ class Supervisor:
                     "stable_version": svc.stable_version,
                     "weights": svc.versions(),
                     "rollout": svc.rollout.as_dict() if svc.rollout else None,
-                    "replicas": [r.as_dict() for r in svc.replicas],
+                    "replicas": [
+                        {**r.as_dict(), "frozen": self.world.frozen(r.pid)} for r in svc.replicas
+                    ],
                 }
                 for name, svc in self.services.items()
             },

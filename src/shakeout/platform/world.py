@@ -1,0 +1,157 @@
+"""The world: the replicas' processes, where faults act.
+
+The embedded platform has two sides, kept apart as on a real cluster:
+
+* **the world** (this module): each replica is a process group on a simulated node, one node
+  per zone. Faults act here and only here: a freeze stops every process of the group
+  (``SIGSTOP`` to the group, so the workers of a multi-process server stop with their parent),
+  a kill ends the group; a zone that goes down kills its groups and its node starts nothing
+  until it is back, and a zone that freezes stops its groups. Either way its node stops
+  sending heartbeats.
+* **the control plane** (the supervisor's readiness probes and restarts, the node controller
+  and placement, the router's endpoints, retries and ejections, the autoscaler, rollouts,
+  canary analysis): it learns about the world only by observing it, through probe results,
+  process exits, node heartbeats and the router's own request outcomes. Nothing a fault does
+  is written into its state, so a freeze applied through the control API and the same
+  ``SIGSTOP`` sent by anyone else look the same to it, and it has to detect either
+  (``tests/platform/test_world.py`` proves the parity).
+
+The world keeps what it did (which groups and zones it froze or took down) to undo it, to
+show it in ``status`` and to answer for its nodes (a heartbeat, a start); no controller reads
+it otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+
+class NodeDown(Exception):
+    """A zone's node is down or frozen: nothing can start there."""
+
+
+class World:
+    """Starts replicas as process groups on zone nodes and applies faults to them."""
+
+    def __init__(self) -> None:
+        self._frozen: set[int] = set()  # process groups this world stopped (by leader pid)
+        self._zone_of: dict[int, str] = {}  # every live group's zone
+        self._down: set[str] = set()  # zones whose node is down
+        self._frozen_zones: set[str] = set()  # zones whose node is frozen
+
+    async def spawn(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        log: Path,
+        preexec_fn: Callable[[], None] | None,
+        zone: str,
+    ) -> asyncio.subprocess.Process:
+        """Start a replica's command on ``zone``'s node as the leader of a new process group
+        (its own session), so that a fault or a stop reaches every process it starts.
+        Raises NodeDown when that node is down or frozen."""
+        if not self.heartbeat(zone):
+            raise NodeDown(f"zone {zone!r} is unreachable: nothing starts there")
+        with log.open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+                preexec_fn=preexec_fn,
+            )
+        self._zone_of[process.pid] = zone
+        return process
+
+    def heartbeat(self, zone: str) -> bool:
+        """Whether ``zone``'s node answers (what its node agent would report)."""
+        return zone not in self._down and zone not in self._frozen_zones
+
+    def zone_down(self, zone: str) -> list[int]:
+        """The zone's node goes down: every group on it is killed, nothing starts there."""
+        self._down.add(zone)
+        killed = [pid for pid, where in self._zone_of.items() if where == zone]
+        for pid in killed:
+            self.kill(pid)
+        return killed
+
+    def zone_freeze(self, zone: str) -> list[int]:
+        """The zone's node freezes: every group on it stops, and so do its heartbeats."""
+        self._frozen_zones.add(zone)
+        frozen = [pid for pid, where in self._zone_of.items() if where == zone]
+        for pid in frozen:
+            self.freeze(pid)
+        return frozen
+
+    def zone_up(self, zone: str) -> list[int]:
+        """Undo a zone fault: its frozen groups continue and its node takes starts again."""
+        thawed = [pid for pid, where in self._zone_of.items() if where == zone and self.thaw(pid)]
+        self._down.discard(zone)
+        self._frozen_zones.discard(zone)
+        return thawed
+
+    def zone_state(self, zone: str) -> str:
+        """``up``, ``down`` or ``frozen`` (for ``status``; controllers never ask)."""
+        if zone in self._down:
+            return "down"
+        return "frozen" if zone in self._frozen_zones else "up"
+
+    @staticmethod
+    def send(pid: int, sig: int) -> bool:
+        """Send ``sig`` to the process group led by ``pid``; False when it is gone."""
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def freeze(self, pid: int) -> bool:
+        """Stop every process of the group: its sockets stay open, nothing answers."""
+        if not self.send(pid, signal.SIGSTOP):
+            return False
+        self._frozen.add(pid)
+        return True
+
+    def thaw(self, pid: int) -> bool:
+        """Undo a freeze (``SIGCONT`` to the group); False when it was not frozen here."""
+        if pid not in self._frozen:
+            return False
+        self._frozen.discard(pid)
+        return self.send(pid, signal.SIGCONT)
+
+    def kill(self, pid: int, sig: int = signal.SIGKILL) -> bool:
+        """End the group with ``sig`` (continued first, so a frozen group gets it too)."""
+        self._frozen.discard(pid)
+        self.send(pid, signal.SIGCONT)
+        return self.send(pid, sig)
+
+    def frozen(self, pid: int | None) -> bool:
+        """Whether this world froze the group (for ``status``; controllers never ask)."""
+        return pid is not None and pid in self._frozen
+
+    def forget(self, pid: int) -> None:
+        """The group's leader exited: its pid may be reused."""
+        self._frozen.discard(pid)
+        self._zone_of.pop(pid, None)
+
+    async def stop(self, process: asyncio.subprocess.Process, grace_s: float) -> None:
+        """Stop a replica's group: ``SIGTERM`` (continued first), ``SIGKILL`` after the grace."""
+        pid = process.pid
+        if process.returncode is None:
+            self.kill(pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace_s)
+            except TimeoutError:
+                self.send(pid, signal.SIGKILL)
+                await process.wait()
+        # The leader is gone; any worker it left in the group goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        self.forget(pid)
