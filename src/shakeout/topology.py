@@ -259,6 +259,10 @@ class PlatformSpec(_Model):
         "c",
     ]
     health_checks: bool = True
+    # How a replica is frozen: "auto" (a cgroup v2 freezer where the machine offers a writable
+    # hierarchy, as a container runtime does; else SIGSTOP to its process group) or
+    # "process-group" (always SIGSTOP to the process group).
+    freezer: Literal["auto", "process-group"] = "auto"
     nodes: NodesSpec = NodesSpec()
     router: RouterSpec = RouterSpec()
     rollout: RolloutSpec = RolloutSpec()

@@ -117,7 +117,12 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
 
     def record() -> None:
         if ready:
-            dataclasses.replace(state, replica_pids=supervisor.pids()).write(directory)
+            cgroups = supervisor.world.cgroups
+            dataclasses.replace(
+                state,
+                replica_pids=supervisor.pids(),
+                cgroup=str(cgroups.base) if cgroups is not None else None,
+            ).write(directory)
 
     supervisor.on_change.append(record)
     try:

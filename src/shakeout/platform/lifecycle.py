@@ -274,8 +274,32 @@ def down(target_name: str, timeout_s: float = 10.0) -> bool:
             if _is_replica(pid, state):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+    if state.cgroup:
+        _remove_cgroups(Path(state.cgroup))
     state.path.unlink(missing_ok=True)
     return True
+
+
+def _remove_cgroups(base: Path) -> None:
+    """Remove the replicas' cgroups a daemon killed outright left behind (empty once their
+    processes are gone; ``cgroup.kill`` ends any that are not)."""
+    if not base.name.startswith("shakeout-") or not base.is_dir():
+        return
+    groups = [p for p in base.iterdir() if p.is_dir()]
+    for group in groups:
+        with contextlib.suppress(OSError):
+            (group / "cgroup.kill").write_bytes(b"1")
+
+    def removed() -> bool:
+        for path in [*groups, base]:
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    path.rmdir()
+                except OSError:
+                    return False
+        return True
+
+    wait_for(removed, 5.0)  # the kill is asynchronous: a group empties a moment later
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -41,6 +41,7 @@ class PlatformState:
     started_at: float
     owner_pid: int | None = None
     replica_pids: list[int] = field(default_factory=list)
+    cgroup: str | None = None  # the replicas' parent cgroup, where the world made one
 
     @property
     def path(self) -> Path:

@@ -36,6 +36,7 @@ from shakeout._process import die_with_parent
 from shakeout.errors import PlatformError
 from shakeout.platform.analysis import CanaryAnalysis
 from shakeout.platform.autoscaler import Autoscaler
+from shakeout.platform.cgroups import Cgroups
 from shakeout.platform.config import ConfigManager
 from shakeout.platform.migration import MigrationJob
 from shakeout.platform.nodes import NodeController
@@ -254,6 +255,8 @@ class Supervisor:
         """Create the secret file, start every replica and the probe and rollout loops."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.spec.freezer == "auto":  # a cgroup per replica where the machine allows it
+            self.world.cgroups = Cgroups.create(f"shakeout-{os.getpid()}")
         self.write_secret(secrets.token_urlsafe(24), previous=None)
         self.config.start()
         self._probe_client = aiohttp.ClientSession(
@@ -278,6 +281,7 @@ class Supervisor:
             task.cancel()
         replicas = [r for svc in self.services.values() for r in svc.replicas]
         await asyncio.gather(*(self._stop_replica(r) for r in replicas))
+        await self.world.close()
         if self._probe_client is not None:
             await self._probe_client.close()
 
@@ -459,6 +463,7 @@ class Supervisor:
                 self.log_dir / f"{replica.id}.log",
                 _start_low(died) if self._can_wait(replica) else died,
                 replica.zone,
+                replica.id,
             )
         except NodeDown as exc:
             # Its zone's node cannot start it: it waits for the zone to be ready again.
@@ -482,8 +487,7 @@ class Supervisor:
 
     async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
-        self.world.send(process.pid, signal.SIGKILL)  # workers its leader left behind
-        self.world.forget(process.pid)
+        await self.world.reap(process.pid)  # workers its leader left behind
         if replica.process is not process or self._stopping:
             return
         replica.process = None
@@ -851,6 +855,7 @@ class Supervisor:
                 for zone in self.spec.zones
             },
             "health_checks": self.spec.health_checks,
+            "freezer": self.world.freezer,
             "services": {
                 name: {
                     "url": f"http://127.0.0.1:{svc.port}",

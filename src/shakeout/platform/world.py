@@ -30,15 +30,23 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from shakeout.platform.cgroups import Cgroups
+
 
 class NodeDown(Exception):
     """A zone's node is down or frozen: nothing can start there."""
 
 
 class World:
-    """Starts replicas as process groups on zone nodes and applies faults to them."""
+    """Starts replicas as process groups on zone nodes and applies faults to them.
 
-    def __init__(self) -> None:
+    With ``cgroups`` (a writable cgroup v2 hierarchy, see ``shakeout.platform.cgroups``) each
+    replica also gets its own cgroup, and a freeze uses the cgroup freezer as a container
+    runtime does; without, ``SIGSTOP`` to the process group stops the same processes.
+    """
+
+    def __init__(self, cgroups: Cgroups | None = None) -> None:
+        self.cgroups = cgroups
         self._frozen: set[int] = set()  # process groups this world stopped (by leader pid)
         self._zone_of: dict[int, str] = {}  # every live group's zone
         self._down: set[str] = set()  # zones whose node is down
@@ -51,24 +59,48 @@ class World:
         log: Path,
         preexec_fn: Callable[[], None] | None,
         zone: str,
+        name: str = "replica",
     ) -> asyncio.subprocess.Process:
         """Start a replica's command on ``zone``'s node as the leader of a new process group
         (its own session), so that a fault or a stop reaches every process it starts.
         Raises NodeDown when that node is down or frozen."""
         if not self.heartbeat(zone):
             raise NodeDown(f"zone {zone!r} is unreachable: nothing starts there")
-        with log.open("ab") as out:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=env,
-                start_new_session=True,
-                preexec_fn=preexec_fn,
-            )
+        cgroup = self.cgroups.make(name) if self.cgroups is not None else None
+        setup = preexec_fn
+        if cgroup is not None:
+            join, then = Cgroups.join(cgroup), preexec_fn
+
+            def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+                join()
+                if then is not None:
+                    then()
+
+        try:
+            with log.open("ab") as out:
+                process = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=setup,
+                )
+        except BaseException:
+            if cgroup is not None:
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
+            raise
+        if cgroup is not None and self.cgroups is not None:
+            self.cgroups.adopt(process.pid, cgroup)
         self._zone_of[process.pid] = zone
         return process
+
+    @property
+    def freezer(self) -> str:
+        """How this world freezes a replica."""
+        return "cgroup v2 freezer" if self.cgroups is not None else "SIGSTOP to the process group"
 
     def heartbeat(self, zone: str) -> bool:
         """Whether ``zone``'s node answers (what its node agent would report)."""
@@ -113,33 +145,50 @@ class World:
         return True
 
     def freeze(self, pid: int) -> bool:
-        """Stop every process of the group: its sockets stay open, nothing answers."""
-        if not self.send(pid, signal.SIGSTOP):
-            return False
-        self._frozen.add(pid)
-        return True
+        """Stop every process of the replica (its cgroup, else its process group): its
+        sockets stay open, nothing answers."""
+        if self.cgroups is not None and self.cgroups.has(pid):
+            done = self.cgroups.freeze(pid, frozen=True)
+        else:
+            done = self.send(pid, signal.SIGSTOP)
+        if done:
+            self._frozen.add(pid)
+        return done
 
     def thaw(self, pid: int) -> bool:
-        """Undo a freeze (``SIGCONT`` to the group); False when it was not frozen here."""
+        """Undo a freeze; False when it was not frozen here."""
         if pid not in self._frozen:
             return False
         self._frozen.discard(pid)
+        if self.cgroups is not None and self.cgroups.has(pid):
+            return self.cgroups.freeze(pid, frozen=False)
         return self.send(pid, signal.SIGCONT)
 
     def kill(self, pid: int, sig: int = signal.SIGKILL) -> bool:
-        """End the group with ``sig`` (continued first, so a frozen group gets it too)."""
-        self._frozen.discard(pid)
-        self.send(pid, signal.SIGCONT)
+        """End the replica with ``sig`` (thawed first, so a frozen one gets it too)."""
+        self.thaw(pid)
+        self.send(pid, signal.SIGCONT)  # also undoes a SIGSTOP someone else sent
+        if sig == signal.SIGKILL and self.cgroups is not None and self.cgroups.has(pid):
+            self.cgroups.kill(pid)
         return self.send(pid, sig)
 
     def frozen(self, pid: int | None) -> bool:
         """Whether this world froze the group (for ``status``; controllers never ask)."""
         return pid is not None and pid in self._frozen
 
-    def forget(self, pid: int) -> None:
-        """The group's leader exited: its pid may be reused."""
+    async def reap(self, pid: int) -> None:
+        """The replica's leader exited: end whatever it left (workers) and forget it, for its
+        pid may be reused."""
+        self.send(pid, signal.SIGKILL)
         self._frozen.discard(pid)
         self._zone_of.pop(pid, None)
+        if self.cgroups is not None:
+            await self.cgroups.release(pid)
+
+    async def close(self) -> None:
+        """Every replica is stopped: remove what the world made (cgroups)."""
+        if self.cgroups is not None:
+            await self.cgroups.close()
 
     async def stop(self, process: asyncio.subprocess.Process, grace_s: float) -> None:
         """Stop a replica's group: ``SIGTERM`` (continued first), ``SIGKILL`` after the grace."""
@@ -151,7 +200,4 @@ class World:
             except TimeoutError:
                 self.send(pid, signal.SIGKILL)
                 await process.wait()
-        # The leader is gone; any worker it left in the group goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        self.forget(pid)
+        await self.reap(pid)  # the leader is gone; any worker it left goes too
