@@ -32,13 +32,22 @@ class _Model(BaseModel):
 
 
 class HealthSpec(_Model):
-    """Where a replica answers liveness and readiness probes."""
+    """A replica's probes, as a kubelet runs them (compressed for drills).
+
+    Every ``period_s`` the readiness probe GETs ``ready``; one unanswered within ``timeout_s``
+    or answering 4xx/5xx fails. ``failure_threshold`` failures in a row take the replica out
+    of the endpoints, ``success_threshold`` successes in a row bring it back. With
+    ``liveness_failure_threshold`` (0: no liveness probe) the liveness probe GETs ``live``
+    each period too, and that many failures in a row kill the replica, which is restarted.
+    """
 
     ready: str = "/readyz"
     live: str = "/healthz"
     period_s: Annotated[float, Field(gt=0, le=30)] = 0.25
     timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
     failure_threshold: Annotated[int, Field(ge=1, le=20)] = 2
+    success_threshold: Annotated[int, Field(ge=1, le=20)] = 1
+    liveness_failure_threshold: Annotated[int, Field(ge=0, le=100)] = 0
 
 
 class ServiceSpec(_Model):
@@ -264,6 +273,9 @@ class PlatformSpec(_Model):
     # "process-group" (always SIGSTOP to the process group).
     freezer: Literal["auto", "process-group"] = "auto"
     nodes: NodesSpec = NodesSpec()
+    # A change of a replica's readiness reaches the router this much later (endpoint updates
+    # propagating through a cluster); 0: at once.
+    endpoints_delay_s: Annotated[float, Field(ge=0, le=60)] = 0.0
     router: RouterSpec = RouterSpec()
     rollout: RolloutSpec = RolloutSpec()
     restart_backoff: BackoffSpec = BackoffSpec()

@@ -49,7 +49,9 @@ async def app(scope, receive, send):
 PER_TRY_S = 0.3
 
 
-def _target(tmp_path: Path, name: str, replicas: int, workers: int, zones: list[str]) -> Path:
+def _target(
+    tmp_path: Path, name: str, replicas: int, workers: int, zones: list[str], health: str = ""
+) -> Path:
     (tmp_path / "pidapp.py").write_text(APP, encoding="utf-8")
     command = [
         "{python}", "-m", "uvicorn", "pidapp:app", "--app-dir", str(tmp_path),
@@ -73,7 +75,7 @@ def _target(tmp_path: Path, name: str, replicas: int, workers: int, zones: list[
         "  web:\n"
         f"    command: {command!r}\n"
         f"    replicas: {replicas}\n"
-        "    health: {ready: /, live: /}\n",
+        f"    health: {{ready: /, live: /{health}}}\n",
         encoding="utf-8",
     )
     return target
@@ -312,3 +314,56 @@ def test_placement_spreads_over_ready_zones_and_scale_down_keeps_the_spread(
     assert first == ["a", "b", "c", "a"]
     assert while_b_failed == ["c", "a"]  # the fewest first, never the zone not ready
     assert left == ["a", "b", "c"]  # six (three in a, two in c) scaled to three: one per zone
+
+
+def test_a_replica_failing_its_liveness_probe_is_killed_and_restarted(
+    tmp_path: Path, runtime_dir: Path, no_leftovers: None
+) -> None:
+    target = _target(
+        tmp_path, "liveness", replicas=1, workers=1, zones=["a"],
+        health=", liveness_failure_threshold: 2",
+    )  # fmt: skip
+    with platform_up(target, runtime_dir) as state, lifecycle.PlatformClient(state) as client:
+        before = _replica(state, "web-0")
+        client.replica_action("web-0", "freeze")  # stays frozen: nobody resumes it
+        assert wait_for(lambda: _replica(state, "web-0")["restarts"] == 1, 15)
+        assert wait_for(lambda: _replica(state, "web-0")["ready"] is True, 15)
+        assert _replica(state, "web-0")["pid"] != before["pid"]
+        kinds = [e["kind"] for e in client.events() if e.get("replica") == "web-0"]
+        assert kinds.index("replica_liveness_failed") < kinds.index("replica_restarted")
+
+
+def test_a_readiness_change_reaches_the_router_after_the_propagation_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = load_target(ROOT / "targets" / "local.yaml")
+    target = local.model_copy(
+        update={"platform": local.platform.model_copy(update={"endpoints_delay_s": 0.5})}
+    )
+    now = [100.0]
+    monkeypatch.setattr("shakeout.platform.supervisor.time.monotonic", lambda: now[0])
+
+    async def endpoints() -> list[list[str]]:
+        sup = Supervisor(target, tmp_path, dict.fromkeys(target.services, 0))
+        catalog = sup.services["catalog"]
+        for i in range(2):
+            replica = Replica(
+                id=f"catalog-{i}", service="catalog", version="v1", zone="a", port=0, env={},
+            )  # fmt: skip
+            replica.state = "running"
+            replica.mark(True)
+            catalog.replicas.append(replica)
+        seen = []
+        now[0] += 1.0
+        seen.append([r.id for r in sup.routable("catalog")])  # both ready long enough
+        catalog.replicas[1].mark(False)  # its probes failed just now
+        seen.append([r.id for r in sup.routable("catalog")])  # not propagated yet
+        now[0] += 0.5
+        seen.append([r.id for r in sup.routable("catalog")])
+        return seen
+
+    assert asyncio.run(endpoints()) == [
+        ["catalog-0", "catalog-1"],
+        ["catalog-0", "catalog-1"],
+        ["catalog-0"],
+    ]

@@ -127,7 +127,17 @@ class Replica:
     started_at: float = 0.0
     pid: int | None = None
     probe_failures: int = 0
+    probe_successes: int = 0
+    live_failures: int = 0
+    ready_changed_at: float = 0.0  # monotonic time of the last change of ``ready``
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    def mark(self, ready: bool) -> None:
+        """Set the readiness the control plane decided, remembering when it changed (the
+        endpoints follow it after ``platform.endpoints_delay_s``)."""
+        if ready != self.ready:
+            self.ready = ready
+            self.ready_changed_at = time.monotonic()
 
     @property
     def url(self) -> str:
@@ -344,7 +354,7 @@ class Supervisor:
             self.event("zone_not_ready", zone=zone)
             for replica in replicas:  # out of the endpoints, as a NotReady node's pods are
                 if replica.ready:
-                    replica.ready = False
+                    replica.mark(False)
                     self.event("replica_not_ready", replica=replica.id, reason="zone not ready")
         else:
             self.event("zone_ready", zone=zone)
@@ -467,7 +477,8 @@ class Supervisor:
             )
         except NodeDown as exc:
             # Its zone's node cannot start it: it waits for the zone to be ready again.
-            replica.process, replica.pid, replica.ready = None, None, False
+            replica.process, replica.pid = None, None
+            replica.mark(False)
             replica.state = "pending"
             self.event("replica_pending", replica=replica.id, zone=replica.zone, reason=str(exc))
             self._changed()
@@ -479,8 +490,8 @@ class Supervisor:
         replica.process = process
         replica.pid = process.pid
         replica.state = "starting"
-        replica.ready = False
-        replica.probe_failures = 0
+        replica.mark(False)
+        replica.probe_failures = replica.probe_successes = replica.live_failures = 0
         replica.started_at = time.monotonic()
         self._spawn(self._watch(replica, process))
         self._changed()
@@ -492,7 +503,7 @@ class Supervisor:
             return
         replica.process = None
         replica.pid = None
-        replica.ready = False
+        replica.mark(False)
         replica.last_exit_code = code
         if replica.state == "stopped":
             self._changed()
@@ -515,7 +526,7 @@ class Supervisor:
 
     async def _stop_replica(self, replica: Replica, grace_s: float = 3.0) -> None:
         replica.state = "stopped"
-        replica.ready = False
+        replica.mark(False)
         process = replica.process
         if process is None or process.returncode is not None:
             return
@@ -733,31 +744,56 @@ class Supervisor:
 
     # -- probes ------------------------------------------------------------------------------
 
-    async def _probe(self, replica: Replica) -> None:
+    async def _get_ok(self, url: str, timeout_s: float) -> bool:
         assert self._probe_client is not None
-        health = self.services[replica.service].spec.health
-        ok = False
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
             async with self._probe_client.get(
-                replica.url + health.ready, timeout=aiohttp.ClientTimeout(total=health.timeout_s)
+                url, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as response:
-                ok = response.status < 400
+                return response.status < 400
+        return False
+
+    async def _probe(self, replica: Replica) -> None:
+        """One round of a replica's probes: readiness (in or out of the endpoints after
+        ``failure_threshold`` failures or ``success_threshold`` successes in a row) and, when
+        the service has one, liveness (killed and restarted after
+        ``liveness_failure_threshold`` failures in a row, as a kubelet does)."""
+        health = self.services[replica.service].spec.health
+        checks = [self._get_ok(replica.url + health.ready, health.timeout_s)]
+        if health.liveness_failure_threshold:
+            checks.append(self._get_ok(replica.url + health.live, health.timeout_s))
+        ok, *live = await asyncio.gather(*checks)
         if replica.process is None or replica.state in ("stopped", "backoff"):
             return
+        if live and not live[0]:
+            replica.live_failures += 1
+            if replica.live_failures >= health.liveness_failure_threshold:
+                self.event("replica_liveness_failed", replica=replica.id)
+                replica.live_failures = 0
+                self.world.kill(replica.process.pid)  # seen as an exit: restarted by _watch
+                return
+        elif live:
+            replica.live_failures = 0
         if ok:
             replica.probe_failures = 0
-            if not replica.ready and self.nodes.ready(replica.zone):
+            replica.probe_successes += 1
+            if (
+                not replica.ready
+                and replica.probe_successes >= health.success_threshold
+                and self.nodes.ready(replica.zone)
+            ):
                 _restore_priority(replica.pid)
-                replica.ready = True
+                replica.mark(True)
                 if replica.state == "starting":
                     replica.state = "running"
                 self.event("replica_ready", replica=replica.id)
                 self._changed()
         else:
+            replica.probe_successes = 0
             replica.probe_failures += 1
             threshold = health.failure_threshold
             if replica.ready and replica.probe_failures >= threshold:
-                replica.ready = False
+                replica.mark(False)
                 self.event("replica_not_ready", replica=replica.id)
                 self._changed()
 
@@ -840,10 +876,19 @@ class Supervisor:
         """Replicas the router may send traffic to."""
         svc = self.services[name]
         if self.spec.health_checks:
-            return [r for r in svc.replicas if r.ready and r.state == "running"]
+            return [r for r in svc.replicas if self._endpoint(r) and r.state == "running"]
         # No readiness gate: every replica that is meant to run stays an endpoint, whether it
         # is starting, crashed and backing off, frozen, or in a zone that went down.
         return [r for r in svc.replicas if r.state != "stopped"]
+
+    def _endpoint(self, replica: Replica) -> bool:
+        """Whether the router sees ``replica`` as ready: a change of readiness reaches it
+        ``platform.endpoints_delay_s`` after the control plane decided it (as endpoint updates
+        take time to reach every proxy of a cluster)."""
+        delay = self.spec.endpoints_delay_s
+        if delay <= 0 or time.monotonic() - replica.ready_changed_at >= delay:
+            return replica.ready
+        return not replica.ready
 
     def snapshot(self) -> dict[str, Any]:
         """Whole-platform view for ``status`` and the control API."""
