@@ -67,12 +67,18 @@ def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def no_leftovers() -> Iterator[None]:
-    """Fail the test if it leaves a platform, replica, Locust or chaos process behind."""
-    before = shakeout_processes()
-    yield
+    """Fail the test if it leaves a platform, replica, Locust or chaos process behind, or a
+    platform's cgroups (where the machine lets the platform make them)."""
     from shakeout._process import wait_for
+    from shakeout.platform.cgroups import platform_cgroups
 
+    before, cgroups_before = shakeout_processes(), platform_cgroups()
+    yield
     wait_for(lambda: not (shakeout_processes() - before), 10.0)
     left = shakeout_processes() - before
     if left:
         raise AssertionError(f"processes left behind:\n{describe(left)}")
+    wait_for(lambda: not (platform_cgroups() - cgroups_before), 10.0)
+    cgroups_left = platform_cgroups() - cgroups_before
+    if cgroups_left:
+        raise AssertionError(f"cgroups left behind: {sorted(map(str, cgroups_left))}")

@@ -53,6 +53,12 @@ def _platform_status(args: argparse.Namespace) -> int:
         status = client.status()
     _console.print(f"platform [bold]{state.target}[/] (pid {state.pid}) from {state.target_file}")
     _console.print(f"gateway: {state.gateway_url}    control: {state.control_url}")
+    zones = ", ".join(
+        f"{zone} {'ready' if health['ready'] else '[red]not ready[/]'}"
+        + ("" if health["world"] == "up" else f" ({health['world']})")
+        for zone, health in status["zone_health"].items()
+    )
+    _console.print(f"zones: {zones}    freezer: {status['freezer']}")
     services = Table("service", "url", "traffic by version", "rollout", title="services")
     replicas = Table(title="replicas")
     for column in ("replica", "service", "version", "zone", "state", "ready", "restarts", "port"):
@@ -68,7 +74,7 @@ def _platform_status(args: argparse.Namespace) -> int:
                 name,
                 replica["version"],
                 replica["zone"],
-                replica["state"],
+                replica["state"] + (" (frozen)" if replica.get("frozen") else ""),
                 "yes" if replica["ready"] else "[red]no[/]",
                 str(replica["restarts"]),
                 str(replica["port"]),

@@ -43,6 +43,18 @@ def _own_path() -> str:
     return ""
 
 
+def platform_cgroups() -> set[Path]:
+    """Every platform's parent cgroup that exists now (``shakeout-<daemon pid>``)."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        return set()
+    parent = mount / _own_path()
+    try:
+        return {p for p in parent.iterdir() if p.name.startswith("shakeout-") and p.is_dir()}
+    except OSError:
+        return set()
+
+
 class Cgroups:
     """One cgroup per replica under ``<hierarchy>/<own cgroup>/shakeout-<pid>``."""
 

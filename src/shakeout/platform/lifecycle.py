@@ -185,6 +185,7 @@ def running(target_name: str) -> PlatformState | None:
     if state is None:
         return None
     if not pid_alive(state.pid):
+        _reap(state)  # a daemon killed outright: what it left goes now
         state.path.unlink(missing_ok=True)
         return None
     return state
@@ -269,6 +270,13 @@ def down(target_name: str, timeout_s: float = 10.0) -> bool:
     # Replicas die with the daemon (PR_SET_PDEATHSIG); make sure of it anyway, with every
     # process of each replica's group: a multi-process server's workers have no such signal,
     # and a frozen worker outlives its leader unless it is killed.
+    _reap(state)
+    state.path.unlink(missing_ok=True)
+    return True
+
+
+def _reap(state: PlatformState) -> None:
+    """End every process a stopped (or killed) daemon's replicas left, and their cgroups."""
     for pgid in state.replica_pids:
         for pid in _group_members(pgid):
             if _is_replica(pid, state):
@@ -276,8 +284,6 @@ def down(target_name: str, timeout_s: float = 10.0) -> bool:
                     os.kill(pid, signal.SIGKILL)
     if state.cgroup:
         _remove_cgroups(Path(state.cgroup))
-    state.path.unlink(missing_ok=True)
-    return True
 
 
 def _remove_cgroups(base: Path) -> None:
