@@ -28,9 +28,11 @@ from _support import platform_up
 
 from shakeout._process import wait_for
 from shakeout.platform import lifecycle
+from shakeout.platform.cgroups import Cgroups
 from shakeout.platform.nodes import NodeController
 from shakeout.platform.state import PlatformState, pid_alive
 from shakeout.platform.supervisor import Replica, Supervisor
+from shakeout.platform.world import World
 from shakeout.topology import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,3 +369,17 @@ def test_a_readiness_change_reaches_the_router_after_the_propagation_delay(
         ["catalog-0", "catalog-1"],
         ["catalog-0"],
     ]
+
+
+def test_without_a_cgroup_hierarchy_that_takes_processes_the_world_uses_process_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory that looks like a cgroup v2 hierarchy (it has cgroup.freeze) but into which
+    # no process can move: the freezer is not used, rather than a replica failing to start.
+    monkeypatch.setattr("shakeout.platform.cgroups._cgroup2_mount", lambda: tmp_path)
+    monkeypatch.setattr("shakeout.platform.cgroups._own_path", lambda: "")
+    assert Cgroups.create("shakeout-nothing") is None  # not even a cgroup.freeze
+    (tmp_path / "shakeout-fake").mkdir()
+    (tmp_path / "shakeout-fake" / "cgroup.freeze").write_text("0")
+    assert Cgroups.create("shakeout-fake") is None  # cgroup.procs refuses the probe
+    assert World().freezer == "SIGSTOP to the process group"

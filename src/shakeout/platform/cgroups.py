@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,11 +76,35 @@ class Cgroups:
             base.mkdir(exist_ok=True)
         except OSError:
             return None
-        if not (base / "cgroup.freeze").exists():
+        if not (base / "cgroup.freeze").exists() or not cls._can_join(base):
             with contextlib.suppress(OSError):
                 base.rmdir()
             return None
         return cls(base)
+
+    @staticmethod
+    def _can_join(base: Path) -> bool:
+        """Whether a child can move itself into a cgroup under ``base``: a hierarchy can be
+        writable and still refuse processes (a parent with controllers enabled for its
+        children holds none itself), and a replica that cannot join must not fail to start."""
+        probe = base / "probe"
+        try:
+            probe.mkdir()
+        except OSError:
+            return False
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", ""],
+                preexec_fn=Cgroups.join(probe),
+                check=False,
+                timeout=30,
+            )
+            return done.returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                probe.rmdir()
 
     def make(self, replica: str) -> Path:
         """A fresh cgroup for one start of a replica."""

@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
@@ -483,7 +484,7 @@ class Supervisor:
             self.event("replica_pending", replica=replica.id, zone=replica.zone, reason=str(exc))
             self._changed()
             return
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # the latter: preexec failed
             raise PlatformError(
                 f"service {replica.service!r}: cannot start command {command[0]!r}: {exc}"
             ) from exc
