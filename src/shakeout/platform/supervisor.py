@@ -361,6 +361,7 @@ class Supervisor:
             self.event("zone_ready", zone=zone)
             for replica in replicas:
                 if replica.state == "pending":
+                    replica.state = "starting"  # scheduled once, however often the zone returns
                     self._spawn(self._start_in_turn(replica))
         self._changed()
 
@@ -460,6 +461,12 @@ class Supervisor:
         )
 
     async def _launch(self, replica: Replica) -> None:
+        running = replica.process
+        if running is not None and running.returncode is None:
+            # Already started (a zone that came back twice while it waited for a start slot):
+            # a second process would fail to bind its port, crash-loop, and leave the first
+            # one serving untracked (seen in a fresh-clone run under a busy core).
+            return
         env = self._environment(replica)
         command = json.loads(env.pop("_SHAKEOUT_COMMAND"))
         # SIGKILL when the daemon dies outright: a frozen replica would hold a SIGTERM pending
