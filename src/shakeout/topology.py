@@ -82,8 +82,8 @@ class RouterSpec(_Model):
     dependencies take time). A retry is sent only while the retries in flight stay within
     ``retry_budget_pct`` of the service's requests in flight (at least
     ``min_retry_concurrency``), so retries cannot multiply an overload. ``balancer``:
-    ``round_robin``, or ``least_request`` (of two replicas picked at random, the one with fewer
-    requests in flight: a replica that stopped answering collects requests and is avoided).
+    ``round_robin``, or ``least_request`` (the replica with the fewest requests in flight, ties
+    in turn: a replica that stopped answering collects requests and is avoided).
     ``safe_routes`` (``"POST /api/cart"``) are retried like idempotent requests: operations
     with no side effect that a method alone does not tell (Envoy's per-route retry policy).
     """

@@ -136,3 +136,14 @@ def test_least_request_avoids_a_replica_that_holds_requests() -> None:
         picks[balancer] = Counter(router.pick("svc", set()).id for _ in range(300))
     assert picks["least_request"]["stuck"] == 0
     assert picks["round_robin"]["stuck"] == 100  # its turn, every third request
+
+
+def test_least_request_shares_idle_replicas_evenly() -> None:
+    """With nothing in flight (sequential requests) every replica gets its turn: a random tie
+    break gave one gateway replica 4 of 30 requests and another 16, over its capacity."""
+    replicas = [_replica("a"), _replica("b"), _replica("c")]
+    router, _ = _router(RouterSpec.model_validate({"balancer": "least_request"}), replicas)
+    picks = Counter(router.pick("svc", set()).id for _ in range(30))
+    assert picks == {"a": 10, "b": 10, "c": 10}
+    router.in_flight = {"a": 1}  # one request still held by a: b and c share the next ones
+    assert Counter(router.pick("svc", set()).id for _ in range(10)) == {"b": 5, "c": 5}

@@ -4,8 +4,8 @@ It plays the part of a Kubernetes Service plus a small slice of a mesh sidecar:
 
 * traffic goes only to routable replicas (ready ones, when health checks are on);
 * traffic is split between versions by weight (canary), then round-robin within a version, or
-  least-request (Envoy's power of two choices: a replica that stopped answering keeps its
-  requests in flight and is picked less and less);
+  least-request (the replica with the fewest requests in flight, ties in turn: a replica that
+  stopped answering keeps its requests in flight and is avoided);
 * each attempt has its own timeout (Envoy's ``per_try_timeout``) inside the whole request's;
 * an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, any request carrying an
   ``Idempotency-Key``, or one of the target's ``safe_routes``) that fails to connect, times
@@ -168,9 +168,13 @@ class Router:
             r for r in by_version[chosen] if self._ejected_until.get(r.id, 0.0) <= now
         ] or by_version[chosen]
         if self.policy.balancer == "least_request" and len(pool) > 1:
-            first, second = self._rng.sample(pool, 2)
+            # A full scan for the fewest requests in flight (Envoy's least_request with
+            # enable_full_scan); ties go round-robin. Power-of-two random choices break ties
+            # at random, which under light sequential load leaves one replica with twice
+            # another's share and trips its capacity while the others idle.
             busy = self.in_flight
-            return second if busy.get(second.id, 0) < busy.get(first.id, 0) else first
+            fewest = min(busy.get(r.id, 0) for r in pool)
+            pool = [r for r in pool if busy.get(r.id, 0) == fewest]
         counter = self._rr.setdefault(f"{service}/{chosen}", itertools.count())
         return pool[next(counter) % len(pool)]
 
