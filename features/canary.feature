@@ -4,11 +4,13 @@ Feature: Canary release
   version, interval by interval, and decides by itself: a healthy canary is promoted, one that
   fails requests or is slow is rolled back before shoppers notice.
 
-  @quick
-  Scenario: A healthy canary of catalog is promoted automatically
+  Background:
     Given the target is up and every replica is ready
     And load of 40 requests per second from the "steady" profile
     And a baseline of 3 seconds
+
+  @quick
+  Scenario: A healthy canary of catalog is promoted automatically
     When a canary of "catalog" takes 20% of traffic
     And the target has 2 seconds to recover
     Then the release of "catalog" was promoted within 20 seconds
@@ -18,9 +20,6 @@ Feature: Canary release
     And every objective of the SLO file holds
 
   Scenario Outline: A canary of catalog that <regression> is rolled back automatically
-    Given the target is up and every replica is ready
-    And load of 40 requests per second from the "steady" profile
-    And a baseline of 3 seconds
     When a canary of "catalog" <change> takes 20% of traffic for 15 seconds
     And the target has 2 seconds to recover
     Then the release of "catalog" was rolled back within 10 seconds

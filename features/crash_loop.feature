@@ -4,10 +4,12 @@ Feature: Service crash loop
   readiness checks keep it out of traffic and the platform rolls it back by itself,
   while shoppers keep browsing and checking out.
 
-  Scenario: A crash-looping release of orders is kept out of traffic and rolled back
+  Background:
     Given the target is up and every replica is ready
     And load of 40 requests per second from the "steady" profile
     And a baseline of 3 seconds
+
+  Scenario: A crash-looping release of orders is kept out of traffic and rolled back
     When a release of "orders" that crashes on start takes 50% of traffic
     And the target has 3 seconds to recover
     Then the "checkout" journey's error rate stays below 1%

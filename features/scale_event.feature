@@ -11,7 +11,7 @@ Feature: Scale event
     Then the "checkout" journey's error rate stays below 0.5%
     And the "browse" journey's error rate stays below 1%
     And the "browse" journey's p95 latency stays below 300 ms
-    And the target reported an "autoscaled" event
+    And the target reports that the autoscaler added replicas
     And every objective of the SLO file holds
 
     Examples:

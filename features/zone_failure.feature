@@ -4,10 +4,12 @@ Feature: Availability-zone failure
   healthy zones: shoppers keep checking out, the shop is back within its recovery time
   objective (RTO) and no acknowledged order is lost (RPO zero on the embedded platform).
 
-  Scenario Outline: Zone b <failure> and traffic fails over
+  Background:
     Given the target is up and every replica is ready
     And load of 40 requests per second from the "steady" profile
     And a baseline of 3 seconds
+
+  Scenario Outline: Zone b <failure> and traffic fails over
     When zone "b" <failure> for 6 seconds
     And the target has 3 seconds to recover
     Then the "checkout" journey's error rate stays below 1%

@@ -17,11 +17,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pytest_bdd import parsers
 from pytest_bdd.steps import step_function_context_registry
 
-from shakeout.faults import PHRASES
+from shakeout.faults import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "steps.md"
@@ -95,9 +94,12 @@ def _from_regex(pattern: str) -> tuple[str, list[Parameter]]:
 
 def _experiments() -> dict[str, str]:
     """Fault word -> what the embedded platform's experiment does (its title and file)."""
-    target = yaml.safe_load((ROOT / "targets" / "local.yaml").read_text(encoding="utf-8"))
     found: dict[str, str] = {}
-    for word, path in (target.get("faults") or {}).items():
+    for word, fault in REGISTRY.items():
+        path = fault.experiments.get("local")
+        if path is None:
+            found[word] = "Cluster targets only (the embedded platform has no such fault)."
+            continue
         experiment = json.loads((ROOT / path).read_text(encoding="utf-8"))
         found[word] = f"On the embedded platform: {experiment['title']} (`{path}`)."
     return found
@@ -185,16 +187,17 @@ def render() -> str:
     lines += [
         "## Fault words",
         "",
-        "Each fault step names a fault word; the target file maps the word to the experiment",
-        "that implements it there (`faults:` in `targets/*.yaml`), so a feature runs unchanged",
-        "on another target.",
+        "Each fault step names a fault word. Its fault unit (`src/shakeout/faults/`) holds the",
+        "phrase, the typed values it passes to the experiment, the replicas it reaches and the",
+        "experiment per target kind; a target file's `faults:` may name its own experiment",
+        "instead, so a feature runs unchanged on another target.",
         "",
-        "| fault word | step |",
-        "|---|---|",
+        "| fault word | step | runs on |",
+        "|---|---|---|",
     ]
-    for word, phrase in PHRASES.items():
-        text, _ = _from_format(phrase.text)
-        lines.append(f"| `{word}` | {text} |")
+    for word, fault in REGISTRY.items():
+        text, _ = _from_format(fault.phrase)
+        lines.append(f"| `{word}` | {text} | {', '.join(fault.experiments)} |")
     lines += ["", "## Tags", "", "| tag | meaning |", "|---|---|"]
     lines += [f"| `@{name}` | {meaning} |" for name, meaning in _tags()]
     lines.append("")

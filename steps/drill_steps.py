@@ -10,7 +10,8 @@ from pytest_bdd import given, parsers, then, when
 
 from shakeout.drill import Drill
 from shakeout.errors import SLOBreach
-from shakeout.faults import PHRASES
+from shakeout.events import EVENT_WORDS
+from shakeout.faults import REGISTRY
 from shakeout.slo import Objective, Verdict
 
 
@@ -79,29 +80,29 @@ def hold(drill: Drill, seconds: int) -> None:
 
 
 def _fault_step(word: str) -> None:
-    """Register the ``When`` step of a fault phrase from ``shakeout.faults.PHRASES``.
+    """Register the ``When`` step of a fault unit from ``shakeout.faults.REGISTRY``.
 
     The phrases live in the engine so that ``shakeout plan`` reads exactly the words the
     steps accept. pytest-bdd passes parsed arguments by parameter name, so the step gets a
     signature naming them.
     """
-    phrase = PHRASES[word]
-    names = [n.split(":")[0] for n in re.findall(r"{([^}]+)}", phrase.text)]
+    fault = REGISTRY[word]
+    names = [n.split(":")[0] for n in re.findall(r"{([^}]+)}", fault.phrase)]
 
     def step(drill: Drill, **args: Any) -> None:
-        drill.inject(word, **phrase.variables(args))
+        drill.inject(word, **fault.configure(args).variables())
 
     params = [inspect.Parameter("drill", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
     step.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    step.__doc__ = f"Fault word `{word}`: the target file maps it to an experiment."
+    step.__doc__ = f"Fault word `{word}`: {type(fault).__doc__}"
     step.fault_word = word  # type: ignore[attr-defined]  (read by steps/docs.py)
     step.__name__ = f"fault_{word.replace('-', '_')}"
     # stacklevel=2: register the step in this module, not in this helper's frame.
-    when(parsers.parse(phrase.text), stacklevel=2)(step)
+    when(parsers.parse(fault.phrase), stacklevel=2)(step)
 
 
-for _word in PHRASES:
+for _word in REGISTRY:
     _fault_step(_word)
 
 
@@ -192,9 +193,25 @@ def hypotheses_held(drill: Drill) -> None:
 @then(parsers.parse('the target reported a "{kind}" event'))
 @then(parsers.parse('the target reported an "{kind}" event'))
 def event_reported(drill: Drill, kind: str) -> None:
-    """The target's own event log shows this happened during the drill (for example
-    ``breaker_opened``, ``autoscaled``, ``canary_promoted`` on the embedded platform)."""
+    """The target's own event log shows an event of this kind during the drill (for a kind
+    the plain-words steps below do not name)."""
     _require(drill.check_event(kind))
+
+
+def _event_step(kind: str, words: str) -> None:
+    """Register ``Then the target reports that <words>`` for one event kind."""
+
+    def step(drill: Drill) -> None:
+        _require(drill.check_event(kind))
+
+    step.__doc__ = f"The target's own event log shows `{kind}` during the drill."
+    step.__name__ = f"event_{kind}"
+    # stacklevel=2: register the step in this module, not in this helper's frame.
+    then(f"the target reports that {words}", stacklevel=2)(step)
+
+
+for _kind, _words in EVENT_WORDS.items():
+    _event_step(_kind, _words)
 
 
 @then("the target is back in its steady state after the fault")

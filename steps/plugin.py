@@ -11,18 +11,15 @@ from pathlib import Path
 
 import pytest
 from pytest_bdd.exceptions import StepDefinitionNotFoundError
-from pytest_bdd.parser import Feature, Scenario
+from pytest_bdd.parser import Feature, Scenario, Step
 from pytest_bdd.scenario import get_step_function
 
 from shakeout.chaos import undo
 from shakeout.drill import Drill
-from shakeout.k8s.session import KubernetesSession
-from shakeout.k8s.target import KubernetesTarget, placement_target
 from shakeout.plan import plan_scenario
-from shakeout.platform import lifecycle
 from shakeout.report.evidence import attach_drill_evidence
-from shakeout.session import LocalSession, TargetSession
-from shakeout.topology import LocalTarget, load_any_target
+from shakeout.session import TargetSession
+from shakeout.target import Target, load_target_file, open_session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,13 +60,12 @@ def pytest_bdd_before_scenario(
             )
     # Resolve every fault (and its blast radius) before the first step runs.
     config = request.config
-    target_path = str(config.getoption("--target"))
-    target = load_any_target(target_path)
+    target: Target = request.getfixturevalue("target_spec")
     planned = plan_scenario(
         scenario,
         feature.rel_filename,
-        target if isinstance(target, LocalTarget) else placement_target(target),
-        target_path,
+        target,
+        str(config.getoption("--target")),
         config.getoption("--max-replicas"),
     )
     if config.getoption("--dry-run"):
@@ -78,12 +74,23 @@ def pytest_bdd_before_scenario(
             f"  {f.word} -> {f.experiment} {f.variables}; reaches {f.reach}" for f in planned.faults
         ]
         pytest.skip("\n".join(lines))
-    session = request.getfixturevalue("platform")
-    if isinstance(session, KubernetesSession):
-        for fault in planned.faults:  # e.g. a Chaos Mesh fault on a cluster without it
-            reason = session.fault_skip_reason(Path(fault.experiment))
-            if reason:
-                pytest.skip(reason)
+    session: TargetSession = request.getfixturevalue("platform")
+    for fault in planned.faults:  # e.g. a Chaos Mesh fault on a cluster without it
+        reason = session.fault_skip_reason(Path(fault.experiment))
+        if reason:
+            pytest.skip(reason)
+
+
+def pytest_bdd_before_step(
+    request: pytest.FixtureRequest, feature: Feature, scenario: Scenario, step: Step
+) -> None:
+    """End the load, explicitly, before a scenario's first ``Then``: the checks judge an
+    ended load and never stop it themselves."""
+    if step.type != "then" or "drill" not in request.fixturenames:
+        return
+    drill: Drill = request.getfixturevalue("drill")
+    if drill.load is not None and not drill.load.ended:
+        drill.end_load()
 
 
 _CALL_ERROR = pytest.StashKey[BaseException]()
@@ -99,10 +106,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def target_file(pytestconfig: pytest.Config) -> Path:
-    """The target file given with ``--target``, validated before anything starts."""
-    path = Path(pytestconfig.getoption("--target"))
-    load_any_target(path)
-    return path
+    """The target file given with ``--target``."""
+    return Path(pytestconfig.getoption("--target"))
+
+
+@pytest.fixture(scope="session")
+def target_spec(target_file: Path) -> Target:
+    """The target file, validated once before anything starts."""
+    return load_target_file(target_file)
 
 
 def _finish_pending(target: str) -> None:
@@ -113,28 +124,16 @@ def _finish_pending(target: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def platform(target_file: Path, pytestconfig: pytest.Config) -> Iterator[TargetSession]:
+def platform(
+    target_file: Path, target_spec: Target, pytestconfig: pytest.Config
+) -> Iterator[TargetSession]:
     """The target the drills run against. The embedded platform is started (and later
     stopped) here when it was not running; a Kubernetes target is checked against its
     allowlists first, and its port-forward is closed at the end."""
-    if isinstance(load_any_target(target_file), KubernetesTarget):
-        cluster = KubernetesSession(
-            target_file, allow_production=bool(pytestconfig.getoption("--allow-production"))
-        )
-        try:
-            os.environ.update(cluster.chaos_environment())  # chaos run reads the context
-            _finish_pending(cluster.target)
-            yield cluster
-        finally:
-            cluster.close()
-        return
-    state, started = lifecycle.up(target_file, owner_pid=os.getpid())
-    try:
-        _finish_pending(state.target)
-        yield LocalSession(state)
-    finally:
-        if started:
-            lifecycle.down(state.target)
+    allow = bool(pytestconfig.getoption("--allow-production"))
+    with open_session(target_file, target_spec, allow_production=allow) as session:
+        _finish_pending(session.target)
+        yield session
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from shakeout.report.build import build_html
 from shakeout.report.runs import read_run
 from shakeout.report.scorecard import Entry, Scorecards, entry_for
 from shakeout.report.terminal import render
-from shakeout.topology import load_any_target
+from shakeout.target import load_target_file
 
 log = logging.getLogger("shakeout.report")
 
@@ -96,7 +96,7 @@ def _target_name(config: pytest.Config) -> str:
     if _TARGET not in config.stash:
         path = str(config.getoption("--target", "targets/local.yaml"))
         try:
-            config.stash[_TARGET] = load_any_target(path).name
+            config.stash[_TARGET] = load_target_file(path).name
         except Exception:  # the drill plugin reports a bad target file with its own error
             config.stash[_TARGET] = Path(path).stem
     return config.stash[_TARGET]

@@ -44,9 +44,14 @@ NOOP_EXPERIMENT = {
 class FakeSession:
     """A target whose steady state and events the test decides."""
 
+    kind = "local"
+    remote_workers = 0
+
     def __init__(self, target_file: Path, steady: bool = True) -> None:
         self.target = "fake"
         self.target_file = target_file
+        self.fault_experiments = yaml.safe_load(target_file.read_text(encoding="utf-8"))["faults"]
+        self.slo_file = target_file.parent / "local.slo.yaml"
         self.gateway_url = "http://127.0.0.1:9"
         self.steady = steady
         self.checks = 0
@@ -55,6 +60,18 @@ class FakeSession:
 
     def chaos_configuration(self) -> dict[str, Any]:
         return {"shakeout_target": self.target}
+
+    def start_workers(self, spec: Any) -> None:
+        raise AssertionError("no remote workers on this target")
+
+    def stop_workers(self) -> None:
+        pass
+
+    def fault_skip_reason(self, experiment: Path) -> str | None:
+        return None
+
+    def orders(self) -> None:
+        return None
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         return [e for e in self.event_log if e["seq"] > since]

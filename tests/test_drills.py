@@ -171,6 +171,19 @@ def _tail(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def _why(tmp_path: Path, drills: dict[str, str]) -> str:
+    """The failing verdicts and the error of each drill named, from its ``verdicts.json``."""
+    lines = []
+    for run in sorted((tmp_path / "reports" / "runs").iterdir()):
+        verdicts = json.loads((run / "verdicts.json").read_text(encoding="utf-8"))
+        if verdicts["drill"] not in drills:
+            continue
+        lines.append(f"{verdicts['drill']}: {verdicts['outcome']} ({verdicts['error']})")
+        bad = [v for v in verdicts["verdicts"] if v["status"] != "pass"]
+        lines += [f"  {v['status']}: {v['message']}" for v in bad]
+    return "\n".join(lines)
+
+
 def test_the_library_passes_on_the_resilient_platform(tmp_path: Path, no_leftovers: None) -> None:
     allure_dir = tmp_path / "allure"
     result = _run_drill(
@@ -179,7 +192,7 @@ def test_the_library_passes_on_the_resilient_platform(tmp_path: Path, no_leftove
     )  # fmt: skip
     outcomes = _outcomes(tmp_path)
     failed = {drill: outcome for drill, outcome in outcomes.items() if outcome != "pass"}
-    assert result.returncode == 0, f"not passed: {failed}\n{_tail(result)}"
+    assert result.returncode == 0, f"not passed:\n{_why(tmp_path, failed)}\n{_tail(result)}"
     assert f"{SCENARIOS} passed" in result.stdout, _tail(result)
     assert len(outcomes) == SCENARIOS
     assert not failed

@@ -340,3 +340,19 @@ def test_recovery_leaves_out_the_generators_own_lateness_but_not_the_targets() -
     target_slow = RecordSet(run(server_slow_after=True))
     impact = target_slow.impact("browse", T0 + stall_at, stall_end, 0.01, [limit])
     assert impact.from_fault_end_s == pytest.approx(0.5, abs=0.05)
+
+
+def test_record_lines_are_written_and_read_through_one_schema() -> None:
+    from shakeout.recordformat import COLUMNS, format_line, parse_line
+
+    line = format_line(T0, T0 + 0.001, T0 + 0.021, "checkout", "POST", 200, "", "\t".join(
+        ["orders", "v2", "b", "orders-1", "o-42"]
+    ))  # fmt: skip
+    assert list(parse_line(line)) == list(COLUMNS)
+    record = RequestRecord.from_line(line)
+    assert (record.name, record.status, record.replica, record.order_id) == (
+        "checkout", 200, "orders-1", "o-42",
+    )  # fmt: skip
+    assert record.latency_ms == pytest.approx(21.0, abs=0.01)
+    with pytest.raises(ValueError, match="12 columns, this one 3"):
+        parse_line("1\t2\t3\n")

@@ -24,7 +24,7 @@ def test_every_step_and_fault_word_is_on_the_page() -> None:
     for step in collected:
         assert f"### {step.keyword.capitalize()} {step.text}" in page
         assert step.doc, f"step {step.text!r} has no docstring to document it"
-    for word in docs.PHRASES:
+    for word in docs.REGISTRY:
         assert f"| `{word}` |" in page
 
 

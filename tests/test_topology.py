@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shakeout.contracts import BreakerSpec, PaymentsPolicy
 from shakeout.errors import ConfigError
 from shakeout.topology import load_target
 
@@ -89,3 +90,51 @@ def test_unknown_field_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"target\.yaml:4: field platform\.helth_checks"):
         load_target(path)
+
+
+def test_payments_policy_is_the_contract_the_gateway_reads() -> None:
+    deps = load_target(ROOT / "targets" / "local.yaml").platform.dependencies
+    assert deps.payments == PaymentsPolicy(
+        timeout_ms=150,
+        retries=2,
+        retry_backoff_ms=20.0,
+        breaker=BreakerSpec(failures=3, open_s=5.0),
+        defer_on_failure=True,
+    )
+    assert deps.gateway_env() == {
+        "SHAKEOUT_PAYMENTS_TIMEOUT_MS": "150",
+        "SHAKEOUT_PAYMENTS_RETRIES": "2",
+        "SHAKEOUT_PAYMENTS_RETRY_BACKOFF_MS": "20",
+        "SHAKEOUT_BREAKER_FAILURES": "3",
+        "SHAKEOUT_BREAKER_OPEN_S": "5",
+        "SHAKEOUT_PAYMENTS_DEFER": "1",
+    }
+    assert PaymentsPolicy.from_env(deps.gateway_env()) == deps.payments
+
+
+@pytest.mark.parametrize(
+    ("payments", "line", "field", "message"),
+    [
+        ("{timeout_ms: 0}", 5, "payments.timeout_ms", "greater than or equal to 1"),
+        ("{timeout_ms: 1.5}", 5, "payments.timeout_ms", "a valid integer"),
+        ("{retries: 9}", 5, "payments.retries", "less than or equal to 5"),
+        ("{retry: 1}", 5, "payments.retry", "Extra inputs are not permitted"),
+        ("{breaker: {open_s: 0}}", 5, "payments.breaker.open_s", "greater than 0"),
+        ("{breaker: {fails: 1}}", 5, "payments.breaker.fails", "Extra inputs are not permitted"),
+        ("{breaker: 3}", 5, "payments.breaker", "instance of BreakerSpec"),
+        ("nope", 5, "payments", "instance of PaymentsPolicy"),
+    ],
+)
+def test_bad_payments_policy_names_file_line_and_field(
+    tmp_path: Path, payments: str, line: int, field: str, message: str
+) -> None:
+    path = _write(
+        tmp_path,
+        "name: shop\nkind: local\nplatform:\n  dependencies:\n"
+        f"    payments: {payments}\n"
+        "services:\n  gateway:\n    command: [x, '{port}']\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_target(path)
+    assert f"target.yaml:{line}: field platform.dependencies.{field}: " in str(caught.value)
+    assert message in str(caught.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from rich.console import Console
@@ -18,11 +19,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from shakeout.chaos import undo
-from shakeout.errors import ShakeoutError
-from shakeout.k8s.target import placement_target
+from shakeout.errors import PlatformError, ShakeoutError
 from shakeout.plan import plan_feature
 from shakeout.platform import lifecycle
-from shakeout.topology import LocalTarget, load_any_target, load_target
+from shakeout.target import load_target_file, open_session
+from shakeout.topology import load_target
 
 DEFAULT_TARGET = Path("targets/local.yaml")
 
@@ -95,11 +96,9 @@ def _platform_down(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    target = load_any_target(args.target)
-    # A cluster target declares its services, replicas and zones; the same cap applies.
-    layout = target if isinstance(target, LocalTarget) else placement_target(target)
+    target = load_target_file(args.target)
     for feature in args.features:
-        for scenario in plan_feature(feature, layout, str(args.target), args.max_replicas):
+        for scenario in plan_feature(feature, target, str(args.target), args.max_replicas):
             tags = " ".join(f"@{t}" for t in scenario.tags)
             _console.print(
                 f"[bold]{escape(scenario.name)}[/]  {scenario.feature}:{scenario.line}  {tags}"
@@ -117,29 +116,30 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    target = load_target(args.target)
-    state = lifecycle.running(target.name)
+    target = load_target_file(args.target)
     records = undo.pending(target.name, include_live=args.force)
     if not records:
         _console.print(f"nothing to clean up for target {target.name!r}")
         return 0
-    if state is None:
-        _errors.print(
-            f"{len(records)} fault(s) of target {target.name!r} were left behind, but its "
-            f"platform is not running, so there is nothing to roll back on it: start it with "
-            f"'shakeout platform up --target {args.target}' and run cleanup again, or delete "
-            f"{undo.undo_dir(target.name)}"
-        )
-        return 2
-    for record in records:
-        _console.print(f"rolling back {record.experiment} (left by run {record.id}) ...")
-        _console.print(undo.finish(record, Path("reports") / "cleanup"))
+    with ExitStack() as stack:
+        try:  # never starts anything: the faults were left on the target as it is now
+            stack.enter_context(open_session(args.target, target, start=False))
+        except PlatformError as exc:
+            _errors.print(
+                f"{len(records)} fault(s) of target {target.name!r} were left behind, but "
+                f"{exc}, so there is nothing to roll back on it now; or delete "
+                f"{undo.undo_dir(target.name)}"
+            )
+            return 2
+        for record in records:
+            _console.print(f"rolling back {record.experiment} (left by run {record.id}) ...")
+            _console.print(undo.finish(record, Path("reports") / "cleanup"))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
     for path in args.files:
-        target = load_any_target(path)
+        target = load_target_file(path)
         _console.print(
             f"{path}: ok ({target.kind} target {target.name!r}, {len(target.services)} services)"
         )

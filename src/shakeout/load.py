@@ -210,6 +210,31 @@ class LoadRun:
         """True while the Locust process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def ended(self) -> bool:
+        """True once :meth:`stop` was called: every record is accounted."""
+        return self._stop.is_set()
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per journey (and ``all``): requests, errors, rates and percentiles of the run."""
+        records = self.records()
+        out: dict[str, dict[str, float]] = {}
+        for name in [*records.names(), None]:
+            s = records.stats(name)
+            out[name or "all"] = {
+                "requests": s.count,
+                "errors": s.errors,
+                "dropped": s.dropped,
+                "error_rate": s.error_rate,
+                "throughput_rps": s.throughput_rps,
+                "p50_ms": s.p50_ms,
+                "p95_ms": s.p95_ms,
+                "p99_ms": s.p99_ms,
+                "max_ms": s.max_ms,
+                "window_s": s.end - s.start,
+            }
+        return out
+
     def read(self) -> int:
         """Account every record appended since the last read; return how many were new."""
         with self._read_lock:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
+from shakeout.recordformat import parse_line
+
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
 DIGITS = 3
@@ -73,21 +75,22 @@ class RequestRecord:
 
     @classmethod
     def from_line(cls, line: str) -> RequestRecord:
-        """Parse one tab-separated line written by ``shakeout.loadworker.capture``."""
-        f = line.rstrip("\n").split("\t")
+        """Parse one line written by ``shakeout.loadworker.capture`` (columns by name, see
+        :mod:`shakeout.recordformat`)."""
+        f = parse_line(line)
         return cls(
-            due=float(f[0]),
-            started_at=float(f[1]),
-            ended_at=float(f[2]),
-            name=f[3],
-            method=f[4],
-            status=int(f[5]),
-            error=f[6] or None,
-            service=f[7] or None,
-            version=f[8] or None,
-            zone=f[9] or None,
-            replica=f[10] or None,
-            order_id=f[11] or None,
+            due=float(f["due"]),
+            started_at=float(f["started_at"]),
+            ended_at=float(f["ended_at"]),
+            name=f["name"],
+            method=f["method"],
+            status=int(f["status"]),
+            error=f["error"] or None,
+            service=f["service"] or None,
+            version=f["version"] or None,
+            zone=f["zone"] or None,
+            replica=f["replica"] or None,
+            order_id=f["order_id"] or None,
         )
 
 

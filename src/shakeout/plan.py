@@ -1,8 +1,9 @@
 """Plans: what each scenario of a feature will do to a target, before anything is touched.
 
 ``shakeout plan FEATURE`` (and ``pytest steps --dry-run``) reads the Gherkin, finds the fault
-phrases (:mod:`shakeout.faults`), resolves each to the target's experiment and to the replicas
-it reaches, and refuses a fault that reaches nothing or more replicas than a declared cap.
+phrases (:mod:`shakeout.faults`), checks their values, resolves each to the experiment that runs
+it on the target and to the replicas it reaches, and refuses a fault the target cannot run, one
+that reaches nothing, or one that reaches more replicas than a declared cap.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pytest_bdd.parser import FeatureParser, Scenario, ScenarioTemplate
 from shakeout import faults
 from shakeout.errors import ConfigError
 from shakeout.faults import Variables
-from shakeout.topology import LocalTarget
+from shakeout.target import Target
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def _rendered(template: ScenarioTemplate) -> list[Scenario]:
 def plan_scenario(
     scenario: Scenario,
     feature_file: str,
-    target: LocalTarget,
+    target: Target,
     target_file: str,
     max_replicas: int | None = None,
 ) -> ScenarioPlan:
@@ -64,33 +65,47 @@ def plan_scenario(
         tags=sorted(scenario.tags | scenario.feature.tags),
         steps=[f"{s.keyword.strip()} {s.name}" for s in scenario.steps],
     )
+    placement = target.placement()
     for step in scenario.steps:
         found = faults.find(step.name)
         if found is None:
             continue
-        phrase, args = found
+        fault, args = found
         where = f"{feature_file}:{step.line_number}"
-        if phrase.word not in target.faults:
+        experiment = fault.experiment(target.kind, target.faults)
+        if experiment is None:
             raise ConfigError(
-                f"{where}: fault {phrase.word!r} has no experiment on target {target.name!r} "
-                f"({target_file}: field faults)"
+                f"{where}: fault {fault.word!r} has no experiment for a {target.kind} target "
+                f"(it runs on: {', '.join(fault.experiments) or 'none'}); {target_file}: field "
+                f"faults.{fault.word} can name one"
+            )
+        if not Path(experiment).is_file():
+            origin = (
+                f"{target_file}: field faults.{fault.word}"
+                if fault.word in target.faults
+                else "its fault unit"
+            )
+            raise ConfigError(
+                f"{where}: fault {fault.word!r}: no experiment file {experiment} "
+                f"(named by {origin})"
             )
         try:
-            reach = phrase.reach(target, args)
+            params = fault.configure(args)
+            reach = fault.reach(placement, params)
         except ConfigError as exc:
             raise ConfigError(f"{where}: refused: {exc}") from None
         if max_replicas is not None and len(reach.replicas) > max_replicas:
             raise ConfigError(
-                f"{where}: refused: {phrase.word} reaches {len(reach.replicas)} replicas "
+                f"{where}: refused: {fault.word} reaches {len(reach.replicas)} replicas "
                 f"({reach.description}), more than the cap of {max_replicas}"
             )
         planned.faults.append(
             PlannedFault(
                 line=step.line_number,
                 step=step.name,
-                word=phrase.word,
-                experiment=target.faults[phrase.word],
-                variables=phrase.variables(args),
+                word=fault.word,
+                experiment=experiment,
+                variables=params.variables(),
                 replicas=reach.replicas,
                 reach=reach.description,
             )
@@ -99,7 +114,7 @@ def plan_scenario(
 
 
 def plan_feature(
-    path: Path, target: LocalTarget, target_file: str, max_replicas: int | None = None
+    path: Path, target: Target, target_file: str, max_replicas: int | None = None
 ) -> list[ScenarioPlan]:
     """Plan every scenario of a feature file; errors name the file and line."""
     if not path.is_file():

@@ -1,20 +1,26 @@
 """What the drill engine needs from a target, whichever kind it is.
 
 The engine talks to a target only through its public HTTP surface (the gateway), its fault
-catalogue (Chaos Toolkit experiments, given :meth:`TargetSession.chaos_configuration`) and
-this small read-only view: events, rollouts and steady state. ``LocalSession`` reads them
-from the embedded platform's control API; the Kubernetes target provides the same from the
-cluster (``shakeout.k8s.session``).
+catalogue (Chaos Toolkit experiments, given :meth:`TargetSession.chaos_configuration`), its
+load workers, its data check and this small read-only view: events, rollouts and steady state.
+``LocalSession`` reads them from the embedded platform's control API; the Kubernetes target
+provides the same from the cluster (``shakeout.k8s.session``). Sessions are opened by
+:func:`shakeout.target.open_session`; the engine never asks which kind it has.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from shakeout.datacheck import OrderStore, ShopOrders
 from shakeout.errors import ConfigError, PlatformError
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
+from shakeout.topology import LocalTarget
+
+if TYPE_CHECKING:
+    from shakeout.load import LoadSpec as LoadRunSpec
 
 
 class TargetSession(Protocol):
@@ -35,8 +41,44 @@ class TargetSession(Protocol):
         """Where load and order reconciliation go."""
         ...
 
+    @property
+    def kind(self) -> str:
+        """The target's kind (``local``, ``kubernetes``): which experiment of a fault runs."""
+        ...
+
+    @property
+    def fault_experiments(self) -> dict[str, str]:
+        """Experiments the target file puts in place of the fault units' own (``faults``)."""
+        ...
+
+    @property
+    def slo_file(self) -> Path | None:
+        """The target's SLO file, None when it names none."""
+        ...
+
+    @property
+    def remote_workers(self) -> int:
+        """How many load workers run on the target itself (0: all load from this machine)."""
+        ...
+
+    def start_workers(self, spec: LoadRunSpec) -> None:
+        """Start the target's own load workers for ``spec`` (only when ``remote_workers``)."""
+        ...
+
+    def stop_workers(self) -> None:
+        """Remove the target's load workers; idempotent, a no-op when it runs none."""
+        ...
+
     def chaos_configuration(self) -> dict[str, Any]:
         """Chaos Toolkit configuration every experiment of this target gets."""
+        ...
+
+    def fault_skip_reason(self, experiment: Path) -> str | None:
+        """Why an experiment cannot run on this target as it is (a missing operator), or None."""
+        ...
+
+    def orders(self) -> OrderStore | None:
+        """The target's order store for the data check, None when it has none."""
         ...
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
@@ -53,11 +95,47 @@ class TargetSession(Protocol):
         ...
 
 
+def _slo_path(target_file: str | Path, slo: str | None) -> Path | None:
+    return Path(target_file).parent / slo if slo else None
+
+
 class LocalSession:
     """The embedded platform as a :class:`TargetSession`."""
 
-    def __init__(self, state: PlatformState) -> None:
+    remote_workers = 0
+
+    def __init__(self, state: PlatformState, spec: LocalTarget) -> None:
         self.state = state
+        self.spec = spec
+
+    @property
+    def kind(self) -> str:
+        """``local``."""
+        return self.spec.kind
+
+    @property
+    def fault_experiments(self) -> dict[str, str]:
+        """The target file's ``faults`` entries."""
+        return dict(self.spec.faults)
+
+    @property
+    def slo_file(self) -> Path | None:
+        """The SLO file, relative to the target file."""
+        return _slo_path(self.state.target_file, self.spec.slo)
+
+    def start_workers(self, spec: LoadRunSpec) -> None:
+        """All load comes from this machine: nothing to start."""
+
+    def stop_workers(self) -> None:
+        """Nothing to stop."""
+
+    def fault_skip_reason(self, experiment: Path) -> str | None:
+        """The embedded platform runs every experiment it has."""
+        return None
+
+    def orders(self) -> OrderStore | None:
+        """The shop's order store through the gateway (None without an ``orders`` service)."""
+        return ShopOrders(self.gateway_url) if "orders" in self.spec.services else None
 
     @property
     def target(self) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shakeout.topology import load_yaml_model
+from shakeout._yaml import load_yaml_model
 
 
 class _Model(BaseModel):
@@ -84,6 +84,32 @@ class SLOFile(_Model):
     lost_orders: Annotated[int, Field(ge=0)] = 0
     rpo_s: Annotated[float, Field(ge=0)] | None = None
     stop_condition: StopConditionSpec | None = None
+
+    def thresholds(self) -> list[str]:
+        """Every objective of the file with the threshold it applies, one line each, so a
+        reader sees what "every objective of the SLO file holds" held the drill to."""
+        phases = ", ".join(self.phases)
+        lines = [
+            f"{o.journey} p{o.percentile} latency < {o.below_ms:g} ms ({phases})"
+            for o in self.latency
+        ]
+        lines += [f"{o.journey} error rate < {o.below_pct:g}% ({phases})" for o in self.error_rate]
+        lines += [
+            f"{o.journey} availability >= {o.above_pct:g}% ({phases})" for o in self.availability
+        ]
+        budget = self.error_budget
+        lines += [
+            f"error budget {100 - budget.availability_pct:g}%: burn < {w.factor:g}x over "
+            f"{w.long_s} s and {w.short_s} s"
+            for w in budget.windows
+        ]
+        if self.recovery_s is not None:
+            lines.append(f"recovery of each error-rate journey within {self.recovery_s:g} s")
+        lines.append(f"lost orders <= {self.lost_orders}")
+        if self.rpo_s is not None:
+            lines.append(f"data-loss window (RPO) <= {self.rpo_s:g} s")
+        lines.append("the target back in its steady state after each fault")
+        return lines
 
 
 def load_slo(path: Path | str) -> SLOFile:

@@ -3,27 +3,36 @@
 A target file is YAML. ``kind: local`` describes the embedded platform: per service the command
 that starts one replica, how many replicas, the health paths and the environment; and the
 platform's behaviour (health checks, router retries and ejection, automatic rollback, restart
-back-off). ``faults`` maps the fault words features use (``zone-outage``) to the Chaos Toolkit
-experiments that implement them on this target. Validation errors name the file and the field.
+back-off). ``faults`` may replace the Chaos Toolkit experiment of a fault word (``zone-outage``)
+on this target; each fault unit (:mod:`shakeout.faults`) names its own per target kind.
+Validation errors name the file and the field. :mod:`shakeout.target` reads a target file of
+either kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, get_type_hints
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import CoreSchema, core_schema
 
-from shakeout.errors import ConfigError
-
-if TYPE_CHECKING:
-    from shakeout.k8s.target import KubernetesTarget
+from shakeout._yaml import load_yaml_model
+from shakeout.contracts import PaymentsPolicy
+from shakeout.placement import Placement
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
-M = TypeVar("M", bound=BaseModel)
 PLACEHOLDERS = ("python", "port", "service", "version", "zone", "replica", "data_dir")
 
 
@@ -128,41 +137,50 @@ class AnalysisSpec(_Model):
     min_p95_delta_ms: Annotated[float, Field(ge=0, le=600_000)] = 50.0
 
 
-class BreakerSpec(_Model):
-    """A circuit breaker: ``failures`` consecutive failed calls open it for ``open_s``."""
+class _AsModel:
+    """``Annotated`` marker: validate a contract dataclass (``shakeout.contracts``) as a model.
 
-    failures: Annotated[int, Field(ge=0, le=1000)] = 0
-    open_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    The model has the dataclass's fields, defaults and bounds (its fields' ``ge``/``gt``/``le``
+    metadata) and this file's strictness, so its errors read as every other section's ("Extra
+    inputs are not permitted"); the value validated is the dataclass itself.
+    """
 
+    def __get_pydantic_core_schema__(
+        self, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        """The model's schema, taking and giving instances of ``source``."""
+        hints = get_type_hints(source)
+        specs: dict[str, Any] = {}
+        for spec in dataclasses.fields(source):
+            kind = hints[spec.name]
+            if dataclasses.is_dataclass(kind):
+                kind = Annotated[kind, _AsModel()]
+            bounds = {k: v for k, v in spec.metadata.items() if k in ("ge", "gt", "le")}
+            specs[spec.name] = (kind, Field(spec.default, **bounds))
+        model = create_model(source.__name__, __base__=_Model, **specs)
 
-class PaymentsPolicy(_Model):
-    """How the gateway calls payments: timeout, retries, breaker, degradation."""
+        def to_contract(value: BaseModel) -> Any:
+            return source(**{name: getattr(value, name) for name in specs})
 
-    timeout_ms: Annotated[int, Field(ge=1, le=120_000)] | None = None
-    retries: Annotated[int, Field(ge=0, le=5)] = 0
-    retry_backoff_ms: Annotated[float, Field(ge=0, le=10_000)] = 20.0
-    breaker: BreakerSpec = BreakerSpec()
-    defer_on_failure: bool = False
+        def from_contract(value: Any) -> Any:
+            return dataclasses.asdict(value) if isinstance(value, source) else value
+
+        validated = handler.generate_schema(model)
+        return core_schema.no_info_before_validator_function(
+            from_contract,
+            core_schema.no_info_after_validator_function(to_contract, validated),
+            serialization=core_schema.plain_serializer_function_ser_schema(dataclasses.asdict),
+        )
 
 
 class DependenciesSpec(_Model):
     """Resilience of the gateway toward its dependencies (payments, the external provider)."""
 
-    payments: PaymentsPolicy = PaymentsPolicy()
+    payments: Annotated[PaymentsPolicy, _AsModel()] = PaymentsPolicy()
 
     def gateway_env(self) -> dict[str, str]:
         """Environment of gateway replicas that carries this policy (read by the gateway)."""
-        pay = self.payments
-        env = {
-            "SHAKEOUT_PAYMENTS_RETRIES": str(pay.retries),
-            "SHAKEOUT_PAYMENTS_RETRY_BACKOFF_MS": f"{pay.retry_backoff_ms:g}",
-            "SHAKEOUT_BREAKER_FAILURES": str(pay.breaker.failures),
-            "SHAKEOUT_BREAKER_OPEN_S": f"{pay.breaker.open_s:g}",
-            "SHAKEOUT_PAYMENTS_DEFER": "1" if pay.defer_on_failure else "0",
-        }
-        if pay.timeout_ms is not None:
-            env["SHAKEOUT_PAYMENTS_TIMEOUT_MS"] = str(pay.timeout_ms)
-        return env
+        return self.payments.to_env()
 
 
 class AutoscaleBounds(_Model):
@@ -342,89 +360,22 @@ class LocalTarget(_Model):
         """Name of the service that is the public entry point."""
         return self.platform.gateway
 
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
-    """Best-effort line number of a field path in a YAML document."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line: int | None = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def load_yaml_model(path: Path | str, model: type[M], kind: str) -> M:
-    """Read a YAML file into a validated model; errors name the file, line and field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {kind} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {kind}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a {kind} must be a YAML mapping")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line = _line_of(text, loc)
-            where = f"{path}:{line}" if line else str(path)
-            problems.append(f"{where}: field {_field_path(loc)}: {err['msg']}")
-        raise ConfigError(f"invalid {kind}\n  " + "\n  ".join(problems)) from None
+    def placement(self) -> Placement:
+        """Replicas per service and zones, as the embedded platform places them."""
+        config = self.platform.config
+        return Placement(
+            zones=tuple(self.platform.zones),
+            replicas={name: spec.replicas for name, spec in self.services.items()},
+            config_first_zones=(
+                tuple(self.platform.zones[: config.canary_zones]) if config.staged else ()
+            ),
+            migration=self.platform.migration.mode,
+        )
 
 
 def load_target(path: Path | str) -> LocalTarget:
     """Read and validate a target file; errors name the file, line and field."""
     return load_yaml_model(path, LocalTarget, "target file")
-
-
-def load_any_target(path: Path | str) -> LocalTarget | KubernetesTarget:
-    """Read a target file of either kind: ``local`` (embedded platform) or ``kubernetes``.
-
-    ``load_target`` stays local-only (the platform and plan code take a ``LocalTarget``);
-    callers that accept a cluster target use this and branch on the returned type.
-    """
-    from shakeout.k8s.target import KubernetesTarget
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        data = None  # load_target reports an unreadable or invalid file with its location
-    if isinstance(data, dict) and data.get("kind") == "kubernetes":
-        return load_yaml_model(path, KubernetesTarget, "target file")
-    return load_target(path)
 
 
 def expand(template: str, values: dict[str, str]) -> str:

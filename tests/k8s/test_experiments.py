@@ -13,18 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from shakeout.faults import REGISTRY
 from tests.k8s.conftest import CONTEXT, NAMESPACE, ROOT
 from tests.k8s.fakeapi import FakeApiServer
 
-TARGET = ROOT / "targets" / "kubernetes" / "kind.yaml"
-FAULTS: dict[str, str] = yaml.safe_load(TARGET.read_text())["faults"]
-# Every fault word of the local target: a word added there without its Kubernetes counterpart
-# (one JSON file in scenarios/kubernetes/ and one line in kind.yaml) fails the coverage test.
-LOCAL_WORDS: list[str] = list(
-    yaml.safe_load((ROOT / "targets" / "local.yaml").read_text())["faults"]
-)
+# Each fault unit's Kubernetes experiment.
+FAULTS: dict[str, str] = {
+    word: fault.experiments["kubernetes"]
+    for word, fault in REGISTRY.items()
+    if "kubernetes" in fault.experiments
+}
+# Every fault the embedded platform runs: a unit added with a local experiment but without its
+# Kubernetes counterpart fails the coverage test.
+LOCAL_WORDS: list[str] = [w for w, f in REGISTRY.items() if "local" in f.experiments]
 CHAOS = Path(sys.executable).parent / "chaos"
 
 
@@ -61,7 +63,7 @@ def env_of(dep: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_local_word_has_a_kubernetes_experiment() -> None:
-    assert len(LOCAL_WORDS) >= 15, "targets/local.yaml lost its faults"
+    assert len(LOCAL_WORDS) >= 15, "the fault registry lost its units"
     missing = set(LOCAL_WORDS) - set(FAULTS)
     assert not missing, f"local fault words without a Kubernetes counterpart: {missing}"
     for word, path in FAULTS.items():
@@ -117,13 +119,13 @@ def test_zone_outage_drains_the_zone_and_uncordons_it(
         ("crash-loop", {"service": "orders"}, "SHAKEOUT_CRASH_ON_START", "1"),
         (
             "dependency-errors",
-            {"service": "payments", "error_rate": "0.2"},
+            {"service": "payments", "error_rate": 0.2},
             "SHAKEOUT_ERROR_RATE",
             "0.2",
         ),
         (
             "dependency-latency",
-            {"service": "payments", "latency_ms": "500"},
+            {"service": "payments", "latency_ms": 500},
             "SHAKEOUT_EXTRA_LATENCY_MS",
             "500",
         ),
@@ -256,9 +258,9 @@ def written(fake: FakeApiServer, method: str, path_end: str) -> list[dict[str, A
         ("good-canary", {"service": "catalog", "weight": 0.5, "timeout_s": 0.0}, "v2", {}),
         (
             "bad-canary-latency",
-            {"service": "payments", "weight": 0.5, "latency_ms": "700"},
+            {"service": "payments", "weight": 0.5, "latency_ms": 700},
             "v2-slow-canary",
-            {"SHAKEOUT_EXTRA_LATENCY_MS": "700", "SHAKEOUT_ERROR_RATE": "0"},
+            {"SHAKEOUT_EXTRA_LATENCY_MS": "700", "SHAKEOUT_ERROR_RATE": "0.0"},
         ),
     ],
 )
@@ -458,7 +460,7 @@ def test_a_failed_migration_job_fails_the_action_and_is_kept_for_its_logs(
 ) -> None:
     from chaoslib.exceptions import ActivityFailed
 
-    from shakeout.k8s.actions import MIGRATION_JOB, run_migration_job
+    from shakeout.k8s.actions.job import MIGRATION_JOB, run_migration_job
 
     fake.cluster.job_runner = lambda job: False
     with pytest.raises(ActivityFailed, match=f"logs -n {NAMESPACE} job/{MIGRATION_JOB}"):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from chaoslib.exceptions import ActivityFailed
 
-from shakeout.k8s.actions import migration_job
+from shakeout.k8s.actions.job import migration_job
 from shakeout.k8s.locust import render_locust_manifests
 from shakeout.load import LoadSpec
 from shakeout.services.flags import DEFAULTS, parse_config, validate_flags

@@ -17,7 +17,8 @@ from kubernetes import client
 from shakeout import drill as drill_module
 from shakeout.drill import Drill
 from shakeout.errors import ConfigError, LoadError
-from shakeout.k8s.session import WORKER_OBJECTS, KubernetesSession
+from shakeout.k8s.session import KubernetesSession
+from shakeout.k8s.workers import WORKER_OBJECTS
 from shakeout.load import LoadSpec
 from shakeout.measure import Recorder
 from shakeout.records import RecordSet
@@ -218,6 +219,15 @@ class RemoteSession:
         self.remote_workers = workers
         self.calls = calls
         self.worker_specs: list[LoadSpec] = []
+        self.kind = "kubernetes"
+        self.fault_experiments: dict[str, str] = {}
+        self.slo_file = None
+
+    def fault_skip_reason(self, experiment: Path) -> str | None:
+        return None
+
+    def orders(self) -> None:
+        return None
 
     def chaos_configuration(self) -> dict[str, Any]:
         return {"shakeout_target": self.target}
@@ -271,6 +281,14 @@ class StubLoadRun:
     def records(self) -> RecordSet:
         """No request was made."""
         return RecordSet([])
+
+    @property
+    def ended(self) -> bool:
+        return "load.stop" in CALLS
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """No request was made."""
+        return {}
 
     def generator_health(self) -> dict[str, float | int | bool]:
         """Nothing was sent late."""

@@ -8,10 +8,9 @@ import pytest
 import yaml
 
 from shakeout.errors import ConfigError
-from shakeout.k8s import actions
+from shakeout.k8s.actions import deployment, secret
 from shakeout.k8s.session import KubernetesSession
-from shakeout.k8s.target import placement_target
-from shakeout.topology import load_any_target
+from shakeout.target import load_target_file
 from tests.k8s.conftest import CONTEXT, NAMESPACE, ROOT
 from tests.k8s.fakeapi import FakeApiServer
 
@@ -30,12 +29,12 @@ def target_file(tmp_path: Path, kubeconfig: Path | None = None, **cluster: objec
 
 
 def test_kind_target_loads_as_kubernetes() -> None:
-    target = load_any_target(KIND)
+    target = load_target_file(KIND)
     assert type(target).__name__ == "KubernetesTarget"
-    assert load_any_target(ROOT / "targets" / "local.yaml").kind == "local"
-    local = placement_target(target)  # type: ignore[arg-type]
-    assert local.services["gateway"].replicas == 3
-    assert local.platform.zones == ["a", "b", "c"]
+    assert load_target_file(ROOT / "targets" / "local.yaml").kind == "local"
+    placement = target.placement()
+    assert placement.replicas["gateway"] == 3
+    assert placement.zones == ("a", "b", "c")
 
 
 def test_context_off_the_allowlist_is_refused(tmp_path: Path) -> None:
@@ -72,7 +71,7 @@ def test_session_reads_steady_state_rollout_and_events(
         first = session.events(0)
         assert first
         assert [e["seq"] for e in first] == list(range(1, len(first) + 1))
-        actions.set_deployment_env("orders", {"SHAKEOUT_CRASH_ON_START": "1"}, "v2", conf)
+        deployment.set_deployment_env("orders", {"SHAKEOUT_CRASH_ON_START": "1"}, "v2", conf)
         ok, why = session.steady_state()
         assert ok is False
         assert "orders" in why
@@ -83,7 +82,7 @@ def test_session_reads_steady_state_rollout_and_events(
         later = session.events(first[-1]["seq"])
         assert any(e["kind"] == "BackOff" for e in later)
         assert all(e["seq"] > first[-1]["seq"] for e in later)
-        actions.restore_deployment_env("orders", conf)
+        deployment.restore_deployment_env("orders", conf)
         assert session.steady_state()[0] is True
         # The fake serves no port-forward: the session reports kubectl's failure by field.
         with pytest.raises(ConfigError, match=r"field gateway.port_forward: kubectl"):
@@ -96,15 +95,15 @@ def test_rollbacks_undo_a_fault_left_by_an_aborted_run(
     fake: FakeApiServer, kubeconfig: Path
 ) -> None:
     conf = {"shakeout_namespace": NAMESPACE}
-    actions.deploy_canary("catalog", "v2", 0.2, {"SHAKEOUT_ERROR_RATE": "1"}, conf)
-    actions.remember_replicas("gateway", conf)
-    actions.secret_store_down(conf)
+    deployment.deploy_canary("catalog", "v2", 0.2, {"SHAKEOUT_ERROR_RATE": "1"}, conf)
+    deployment.remember_replicas("gateway", conf)
+    secret.secret_store_down(conf)
     assert (NAMESPACE, "catalog-canary") in fake.cluster.deployments
     assert (NAMESPACE, "shakeout-shared-key") not in fake.cluster.secrets
     for _ in range(2):  # twice: every rollback is idempotent
-        actions.delete_canary("catalog", conf)
-        actions.restore_replicas("gateway", conf)
-        actions.secret_store_up(conf)
+        deployment.delete_canary("catalog", conf)
+        deployment.restore_replicas("gateway", conf)
+        secret.secret_store_up(conf)
     assert (NAMESPACE, "catalog-canary") not in fake.cluster.deployments
     assert (NAMESPACE, "shakeout-shared-key") in fake.cluster.secrets
     assert not fake.cluster.deployments[(NAMESPACE, "gateway")]["metadata"].get("annotations")

@@ -15,9 +15,9 @@ from _support import platform_up
 from shop_load import drive, kinds
 
 from shakeout.chaos.runner import run_experiment
+from shakeout.faults import REGISTRY
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
-from shakeout.topology import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "targets" / "local.yaml"
@@ -97,7 +97,7 @@ def test_explicit_scale_pins_the_count_until_reverted(resilient: PlatformState) 
 def test_capacity_loss_experiment_evicts_then_restores(
     resilient: PlatformState, tmp_path: Path
 ) -> None:
-    experiment = ROOT / load_target(LOCAL).faults["capacity-loss"]
+    experiment = ROOT / REGISTRY["capacity-loss"].experiments["local"]
     with lifecycle.PlatformClient(resilient) as client:
         before = gateways(client)
         since = client.events()[-1]["seq"]

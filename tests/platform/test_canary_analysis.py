@@ -17,12 +17,13 @@ from shop_load import Run, drive, kinds, wait_for_status
 
 from shakeout.chaos.local.actions import next_version
 from shakeout.chaos.runner import run_experiment
+from shakeout.faults import REGISTRY
 from shakeout.platform import lifecycle
 from shakeout.platform.analysis import CanaryAnalysis, Figures, figures, regression
+from shakeout.platform.replicas import Rollout
 from shakeout.platform.state import PlatformState
-from shakeout.platform.supervisor import Rollout
 from shakeout.platform.traffic import Outcome
-from shakeout.topology import AnalysisSpec, load_target
+from shakeout.topology import AnalysisSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "targets" / "local.yaml"
@@ -211,7 +212,7 @@ def test_fragile_bad_canary_stays_and_customers_see_errors(fragile: PlatformStat
 def test_resilient_good_canary_experiment_is_promoted_under_load(
     resilient: PlatformState, tmp_path: Path
 ) -> None:
-    experiment = ROOT / load_target(LOCAL).faults["good-canary"]
+    experiment = ROOT / REGISTRY["good-canary"].experiments["local"]
     runs: list[Run] = []
     load = threading.Thread(target=lambda: runs.append(drive(resilient.gateway_url, 40, 14.0)))
     with lifecycle.PlatformClient(resilient) as client:
@@ -252,7 +253,7 @@ def test_fragile_good_canary_is_not_promoted(fragile: PlatformState) -> None:
 def test_resilient_slow_canary_experiment_is_rolled_back_while_held(
     resilient: PlatformState, tmp_path: Path
 ) -> None:
-    experiment = ROOT / load_target(LOCAL).faults["bad-canary-latency"]
+    experiment = ROOT / REGISTRY["bad-canary-latency"].experiments["local"]
     load = threading.Thread(target=lambda: drive(resilient.gateway_url, 40, 8.0))
     with lifecycle.PlatformClient(resilient) as client:
         since = client.events()[-1]["seq"]

@@ -12,9 +12,9 @@ from _support import FRAGILE, LOCAL, ROOT, Traffic, kinds_since, last_seq
 
 from shakeout._process import wait_for
 from shakeout.chaos.runner import run_experiment
+from shakeout.faults import REGISTRY
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
-from shakeout.topology import load_target
 
 LIST_PRICE_P1 = 8999
 
@@ -105,7 +105,7 @@ class TestResilient:
     def test_experiment_runs_and_reverts(
         self, client: lifecycle.PlatformClient, tmp_path: Path
     ) -> None:
-        experiment = ROOT / load_target(LOCAL).faults["config-change"]
+        experiment = ROOT / REGISTRY["config-change"].experiments["local"]
         since = last_seq(client)
         result = run_experiment(
             experiment,

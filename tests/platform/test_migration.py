@@ -11,9 +11,9 @@ import pytest
 from _support import FRAGILE, LOCAL, ROOT, Traffic, last_seq
 
 from shakeout.chaos.runner import run_experiment
+from shakeout.faults import REGISTRY
 from shakeout.platform import lifecycle
 from shakeout.platform.state import PlatformState
-from shakeout.topology import load_target
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ class TestOnline:
     def test_experiment_migrates_then_reverts(
         self, client: lifecycle.PlatformClient, tmp_path: Path
     ) -> None:
-        experiment = ROOT / load_target(LOCAL).faults["schema-migration"]
+        experiment = ROOT / REGISTRY["schema-migration"].experiments["local"]
         since = last_seq(client)
         result = run_experiment(
             experiment, tmp_path, {"shakeout_target": "local", "duration_s": 0.5}

@@ -18,8 +18,9 @@ import pytest
 from shakeout._process import wait_for
 from shakeout.errors import ConfigError, PlatformError
 from shakeout.platform import lifecycle
+from shakeout.platform.replicas import Replica
 from shakeout.platform.state import PlatformState, pid_alive
-from shakeout.platform.supervisor import Replica, Supervisor
+from shakeout.platform.supervisor import Supervisor
 from shakeout.topology import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,7 +275,7 @@ def test_any_http_server_command_can_be_a_service(
 
 
 def test_only_replicas_not_needed_to_serve_yet_start_at_low_priority(tmp_path: Path) -> None:
-    # All zones share this machine's cores (see supervisor.START_NICE): restarts after a crash
+    # All zones share this machine's cores (see kubelet.START_NICE): restarts after a crash
     # and a canary's replicas beside a serving stable version wait for the CPU; new capacity
     # (first starts, scale-ups, a version that takes all the traffic) does not.
     target = load_target(Path(__file__).resolve().parents[2] / "targets" / "local.yaml")
@@ -288,11 +289,14 @@ def test_only_replicas_not_needed_to_serve_yet_start_at_low_priority(tmp_path: P
             made.consecutive_crashes = crashes
             return made
 
-        found = [sup._can_wait(replica("v1")), sup._can_wait(replica("v1", crashes=1))]
+        found = [
+            sup.kubelet.can_wait(replica("v1")),
+            sup.kubelet.can_wait(replica("v1", crashes=1)),
+        ]
         catalog.weights = {"v1": 0.8, "v2": 0.2}
-        found.append(sup._can_wait(replica("v2")))
+        found.append(sup.kubelet.can_wait(replica("v2")))
         catalog.weights = {"v1": 0.0, "v2": 1.0}
-        found.append(sup._can_wait(replica("v2")))
+        found.append(sup.kubelet.can_wait(replica("v2")))
         return found
 
     assert asyncio.run(decide()) == [False, True, True, False]

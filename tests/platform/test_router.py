@@ -9,9 +9,10 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any, cast
 
+from shakeout.platform.replicas import Replica
 from shakeout.platform.router import Router
-from shakeout.platform.supervisor import Replica, Supervisor
 from shakeout.platform.traffic import TrafficStats
+from shakeout.platform.view import ClusterView
 from shakeout.topology import RouterSpec
 
 
@@ -38,7 +39,7 @@ def _replica(name: str, port: int = 0) -> Replica:
 
 def _router(policy: RouterSpec, replicas: list[Replica]) -> tuple[Router, _Supervisor]:
     sup = _Supervisor(policy, replicas)
-    return Router(cast(Supervisor, sup), {}), sup
+    return Router(cast(ClusterView, sup), {}), sup
 
 
 class _Upstream:
@@ -147,3 +148,30 @@ def test_least_request_shares_idle_replicas_evenly() -> None:
     assert picks == {"a": 10, "b": 10, "c": 10}
     router.in_flight = {"a": 1}  # one request still held by a: b and c share the next ones
     assert Counter(router.pick("svc", set()).id for _ in range(10)) == {"b": 5, "c": 5}
+
+
+def test_a_retry_goes_to_another_zone_than_the_try_that_hung() -> None:
+    """Zone b frozen (two hung replicas there) and one retry: the first try hangs in b, the
+    retry leaves zone b and is answered, instead of timing out again in the same frozen zone
+    (a 504 at twice the per-try timeout). Round-robin makes the turns exact: without the zone
+    preference the retry's turn falls on b-1."""
+
+    async def go() -> tuple[int, list[list[str]]]:
+        upstreams = {
+            name: _Upstream(answer=name.startswith("a")) for name in ("b-0", "a-0", "b-1", "a-1")
+        }
+        replicas = [_replica(name, await u.start()) for name, u in upstreams.items()]
+        for replica in replicas:
+            replica.zone = replica.id[0]
+        policy = RouterSpec(retries=1, per_try_timeout_s=0.1, timeout_s=5.0, balancer="round_robin")
+        router, _ = _router(policy, replicas)
+        try:
+            status, _, _ = await router._forward("svc", "GET", "/", [], b"", retryable=True)
+        finally:
+            await router.aclose()
+            for upstream in upstreams.values():
+                await upstream.close()
+        return status, [u.seen for u in upstreams.values()]
+
+    status, seen = asyncio.run(go())
+    assert (status, seen) == (200, [["request"], [], [], ["request"]])

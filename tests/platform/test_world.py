@@ -29,9 +29,11 @@ from _support import platform_up
 from shakeout._process import wait_for
 from shakeout.platform import lifecycle
 from shakeout.platform.cgroups import Cgroups
+from shakeout.platform.deployments import spread_victims
 from shakeout.platform.nodes import NodeController
+from shakeout.platform.replicas import Replica
 from shakeout.platform.state import PlatformState, pid_alive
-from shakeout.platform.supervisor import Replica, Supervisor
+from shakeout.platform.supervisor import Supervisor
 from shakeout.platform.world import World
 from shakeout.topology import load_target
 
@@ -301,15 +303,15 @@ def test_placement_spreads_over_ready_zones_and_scale_down_keeps_the_spread(
 
         first = []
         for _ in range(4):
-            first.append(sup._next_zone(gateway, "v1"))
+            first.append(sup.deployments.zone_for(gateway, "v1"))
             add(first[-1])
         sup.nodes._ready["b"] = False  # as the node controller decides from heartbeats
         while_b_failed = []
         for _ in range(2):
-            while_b_failed.append(sup._next_zone(gateway, "v1"))
+            while_b_failed.append(sup.deployments.zone_for(gateway, "v1"))
             add(while_b_failed[-1])
         sup.nodes._ready["b"] = True
-        left = [r for r in gateway.replicas if r not in sup._spread_victims(gateway.replicas, 3)]
+        left = [r for r in gateway.replicas if r not in spread_victims(gateway.replicas, 3)]
         return first, while_b_failed, sorted(r.zone for r in left)
 
     first, while_b_failed, left = asyncio.run(place())
@@ -333,6 +335,39 @@ def test_a_replica_failing_its_liveness_probe_is_killed_and_restarted(
         assert _replica(state, "web-0")["pid"] != before["pid"]
         kinds = [e["kind"] for e in client.events() if e.get("replica") == "web-0"]
         assert kinds.index("replica_liveness_failed") < kinds.index("replica_restarted")
+
+
+def test_liveness_waits_until_the_replica_was_ready_once() -> None:
+    """A replica still starting (slow on a busy machine) is not killed by its liveness probe,
+    as a kubelet holds liveness back behind a startup probe; once it ran, it is."""
+    from types import SimpleNamespace
+
+    import aiohttp
+
+    from shakeout.platform.probes import Probes
+    from shakeout.platform.replicas import Service
+    from shakeout.topology import ServiceSpec
+
+    spec = ServiceSpec.model_validate(
+        {"command": ["x", "{port}"], "health": {"liveness_failure_threshold": 1, "timeout_s": 0.2}}
+    )
+    dead_port = Replica(id="web-0", service="web", version="v1", zone="a", port=9, env={})
+    dead_port.process = SimpleNamespace(pid=4242)  # type: ignore[assignment]
+    killed: list[int] = []
+    probes = Probes(
+        {"web": Service("web", spec, 0, "v1", [dead_port])},
+        lambda zone: True, killed.append, lambda *a, **k: None, lambda: None,
+    )  # fmt: skip
+
+    async def probe_twice() -> None:
+        async with aiohttp.ClientSession() as client:
+            await probes.probe(client, dead_port)  # starting: nothing answers yet
+            assert killed == []
+            dead_port.state = "running"  # it was ready once since its start
+            await probes.probe(client, dead_port)
+
+    asyncio.run(probe_twice())
+    assert killed == [4242]
 
 
 def test_a_readiness_change_reaches_the_router_after_the_propagation_delay(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -16,6 +15,8 @@ import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
+
+from shakeout.contracts import SharedKeyDocument
 
 INTERNAL = ("catalog", "orders", "payments", "inventory")
 KEY = "key-one"
@@ -31,17 +32,9 @@ def write_secret(
     overlap_s: float = 30.0,
 ) -> None:
     """Write the shared-key file atomically, the way the platform rotates it."""
+    at = time.time() if rotated_at is None else rotated_at
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "current": current,
-                "previous": previous,
-                "rotated_at": time.time() if rotated_at is None else rotated_at,
-                "overlap_s": overlap_s,
-            }
-        )
-    )
+    tmp.write_text(SharedKeyDocument(current, previous, at, overlap_s).dumps())
     os.replace(tmp, path)
 
 

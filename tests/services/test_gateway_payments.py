@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from shakeout.services.gateway import CircuitBreaker, PaymentsPolicy
+from shakeout.contracts import BreakerSpec, PaymentsPolicy
+from shakeout.services._upstream import CircuitBreaker
 
 if TYPE_CHECKING:
     from conftest import HostUpstream, Shop
@@ -90,12 +91,22 @@ def test_a_trial_that_never_reports_does_not_block_the_breaker_forever() -> None
 def test_policy_from_environment() -> None:
     policy = PaymentsPolicy.from_env(RESILIENT)
     assert policy == PaymentsPolicy(
-        timeout_s=0.1, retries=2, backoff_s=0.001, breaker_failures=3, breaker_open_s=60.0,
-        defer=True,
+        timeout_ms=100, retries=2, retry_backoff_ms=1.0,
+        breaker=BreakerSpec(failures=3, open_s=60.0), defer_on_failure=True,
     )  # fmt: skip
     default = PaymentsPolicy.from_env({})
-    assert (default.timeout_s, default.retries, default.breaker_failures) == (3.0, 0, 0)
-    assert default.defer is False
+    assert (default.timeout_ms, default.retries, default.breaker.failures) == (None, 0, 0)
+    assert default.defer_on_failure is False
+    assert PaymentsPolicy.from_env({"SHAKEOUT_PAYMENTS_TIMEOUT_MS": "0"}).timeout_ms is None
+
+
+def test_policy_round_trips_through_the_environment() -> None:
+    policy = PaymentsPolicy.from_env(RESILIENT)
+    assert policy.to_env() == RESILIENT
+    assert PaymentsPolicy.from_env(policy.to_env()) == policy
+    assert PaymentsPolicy.from_env(PaymentsPolicy().to_env()) == PaymentsPolicy()
+    odd = PaymentsPolicy(retry_backoff_ms=0.123456789, breaker=BreakerSpec(open_s=1e-7))
+    assert PaymentsPolicy.from_env(odd.to_env()) == odd
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -104,6 +115,8 @@ def test_policy_from_environment() -> None:
     ("SHAKEOUT_PAYMENTS_TIMEOUT_MS", "-5"),
     ("SHAKEOUT_BREAKER_FAILURES", "1.5"),
     ("SHAKEOUT_PAYMENTS_DEFER", "maybe"),
+    ("SHAKEOUT_PAYMENTS_TIMEOUT_MS", "2.5"),
+    ("SHAKEOUT_BREAKER_OPEN_S", "0"),
 ])  # fmt: skip
 def test_policy_errors_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):

@@ -1,4 +1,4 @@
-"""Settings, shared-key store and helpers of shakeout.services._common."""
+"""Settings, shared-key store and helpers shared by the services."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from shakeout.services._common import BoundedDict, KeyStore, Settings, load_settings
+from shakeout.contracts import ServiceSettings
+from shakeout.services._keys import KeyStore
+from shakeout.services._requests import BoundedDict
+from shakeout.services._settings import load_settings
 
 BASE = {"SHAKEOUT_SECRET_FILE": "/run/key.json"}
 
 
 def test_settings_defaults_and_identity() -> None:
-    s = Settings.from_env("catalog", BASE)
+    s = ServiceSettings.from_env("catalog", BASE)
     assert (s.service, s.version, s.zone, s.replica) == ("catalog", "v1", "a", "catalog-0")
     assert s.secret_file == Path("/run/key.json")
     assert s.data_dir is None
@@ -28,7 +31,7 @@ def test_settings_defaults_and_identity() -> None:
 
 
 def test_settings_read_everything() -> None:
-    s = Settings.from_env(
+    s = ServiceSettings.from_env(
         "orders",
         {
             **BASE,
@@ -67,12 +70,12 @@ def test_settings_read_everything() -> None:
 )
 def test_settings_reject_bad_values_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
-        Settings.from_env("catalog", {**BASE, name: value})
+        ServiceSettings.from_env("catalog", {**BASE, name: value})
 
 
 def test_settings_require_the_secret_file() -> None:
     with pytest.raises(ValueError, match="SHAKEOUT_SECRET_FILE"):
-        Settings.from_env("catalog", {})
+        ServiceSettings.from_env("catalog", {})
 
 
 def test_crash_on_start_exits_1_with_a_reason(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from shakeout.services import gateway, inventory
+from shakeout.services import _upstream, inventory
 
 if TYPE_CHECKING:
     from conftest import MakeApp, Shop
@@ -186,7 +186,7 @@ async def test_unreachable_dependency_gives_503_naming_it(shop: Shop) -> None:
 async def test_hung_dependency_gives_504_without_hanging(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway, "TOTAL_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_upstream, "TOTAL_TIMEOUT_S", 0.2)
     shop.upstream.hang.add("catalog")
     response = await shop.client.get("/api/products")
     assert response.status_code == 504

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from shakeout.contracts import ServiceSettings
 from shakeout.services import inventory
-from shakeout.services._common import KeyStore, Settings, ShakeoutMiddleware
+from shakeout.services._keys import KeyStore
+from shakeout.services._middleware import ShakeoutMiddleware
 
 if TYPE_CHECKING:
     from conftest import MakeApp, WriteKey
@@ -362,7 +364,7 @@ async def test_unhandled_errors_still_carry_identity_headers(secret_file: Path) 
     async def broken(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
 
-    settings = Settings.from_env(
+    settings = ServiceSettings.from_env(
         "catalog", {"SHAKEOUT_SECRET_FILE": str(secret_file), "SHAKEOUT_VERSION": "v7"}
     )
     app = ShakeoutMiddleware(broken, settings=settings, keys=KeyStore(secret_file), internal=False)

@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from shakeout.services import gateway
+from shakeout.services import _upstream
 
 if TYPE_CHECKING:
     from conftest import MakeApp
@@ -152,7 +152,7 @@ async def raw_server(behaviour: str) -> AsyncIterator[str]:
 async def test_hung_dependency_over_loopback_gives_504(
     make_app: MakeApp, serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway, "TOTAL_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_upstream, "TOTAL_TIMEOUT_S", 0.2)
     async with raw_server("hang") as url, serve(make_app("gateway", gateway_env(url))) as client:
         response = await client.get("/api/products")
     # The dependency never answers: only the gateway's own timeout can have ended this.

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from shakeout.contracts import ServiceSettings
 from shakeout.services import migration
-from shakeout.services._common import ConfigStore, KeyStore, LineItem, Settings
+from shakeout.services._config import ConfigStore
+from shakeout.services._keys import KeyStore
+from shakeout.services._requests import LineItem
 from shakeout.services.flags import parse_config, validate_flags
 from shakeout.services.orders import OrderStore
 
@@ -84,11 +87,11 @@ def test_settings_read_cache_and_config_variables(tmp_path: Path) -> None:
         "SHAKEOUT_KEY_CACHE_TTL_S": "0",
         "SHAKEOUT_KEY_REFRESH_S": "1.5",
     }
-    settings = Settings.from_env("catalog", env)
+    settings = ServiceSettings.from_env("catalog", env)
     assert settings.config_file == tmp_path / "c.json"
     assert (settings.key_cache_ttl_s, settings.key_refresh_s) == (0.0, 1.5)
     with pytest.raises(ValueError, match="SHAKEOUT_KEY_CACHE_TTL_S"):
-        Settings.from_env("catalog", {**env, "SHAKEOUT_KEY_CACHE_TTL_S": "soon"})
+        ServiceSettings.from_env("catalog", {**env, "SHAKEOUT_KEY_CACHE_TTL_S": "soon"})
 
 
 # -- live config -------------------------------------------------------------------------

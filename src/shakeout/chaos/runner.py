@@ -76,6 +76,21 @@ class FaultRun:
     abort_reason: str | None = None
     aborted_at: float | None = None
 
+    def as_summary(self) -> dict[str, Any]:
+        """This run as it is kept in a drill's ``summary.json``."""
+        return {
+            "experiment": str(self.experiment),
+            "status": self.status,
+            "deviated": self.deviated,
+            "fault_start": self.fault_start,
+            "fault_end": self.fault_end,
+            "rollbacks_ok": self.rollbacks_ok,
+            "abort_reason": self.abort_reason,
+            "aborted_at": self.aborted_at,
+            "rolled_back_at": max((a.end or 0.0 for a in self.rollbacks), default=None),
+            "journal": str(self.journal_path),
+        }
+
     @property
     def fault_start(self) -> float | None:
         """When the first method activity began (the fault window opens)."""

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +27,18 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from shakeout._process import stop_process
-from shakeout.errors import ConfigError, LoadError, PlatformError
+from shakeout.datacheck import OrderStore, ShopOrders
+from shakeout.errors import ConfigError, LoadError
 from shakeout.k8s.locust import render_locust_manifests
 from shakeout.k8s.probes import _unavailable, rollout_state
 from shakeout.k8s.target import KubernetesTarget, load_kubernetes_target
+from shakeout.k8s.workers import WORKER_OBJECTS, create_or_replace, delete_and_wait
 from shakeout.load import LoadSpec as LoadRunSpec
 
 PORT_FORWARD_TIMEOUT_S = 20.0
-# How long a replaced worker object (left by a killed run) may take to disappear.
-WORKER_DELETE_TIMEOUT_S = 30.0
 # The port the harness's Locust master listens on: ``shakeout.load.LoadRun`` starts it without
 # ``--master-bind-port``, so it is Locust's default, and the EndpointSlice must point there.
 LOCUST_MASTER_PORT = 5557
-# The objects ``render_locust_manifests`` creates, in the order they are deleted (workers
-# first, so no pod is left reconnecting to a master address that is gone). Named here so that
-# ``stop_workers`` needs no load spec; tests/k8s/test_remote_load.py proves they match.
-WORKER_OBJECTS = (
-    ("Deployment", "locust-worker"),
-    ("EndpointSlice", "locust-master-harness"),
-    ("Service", "locust-master"),
-)
-
-_Verb = Callable[..., Any]
 
 
 class KubernetesSession:
@@ -123,6 +112,27 @@ class KubernetesSession:
                     f"{self.spec.cluster.context!r}: {exc}"
                 ) from exc
         return self._api
+
+    # what the engine needs to know of the target
+
+    @property
+    def kind(self) -> str:
+        """``kubernetes``: the fault units' Kubernetes experiments run here."""
+        return self.spec.kind
+
+    @property
+    def fault_experiments(self) -> dict[str, str]:
+        """The target file's ``faults`` entries."""
+        return dict(self.spec.faults)
+
+    @property
+    def slo_file(self) -> Path | None:
+        """The SLO file, relative to the target file."""
+        return self.target_file.parent / self.spec.slo if self.spec.slo else None
+
+    def orders(self) -> OrderStore | None:
+        """The shop's order store through the gateway (None without an ``orders`` service)."""
+        return ShopOrders(self.gateway_url) if "orders" in self.spec.services else None
 
     # what the experiments need
 
@@ -285,7 +295,7 @@ class KubernetesSession:
         # Set before the first create: a failure half-way still removes what was created.
         self._workers_started = True
         for body in manifests:
-            self._create_or_replace(body)
+            create_or_replace(self.api, self.spec.cluster.namespace, body)
 
     def stop_workers(self) -> None:
         """Delete the worker Deployment, the EndpointSlice and the Service (absent is fine).
@@ -295,85 +305,8 @@ class KubernetesSession:
         if not self._workers_started and self.remote_workers == 0:
             return
         for kind, name in WORKER_OBJECTS:
-            self._delete_worker_object(kind, name)
+            delete_and_wait(self.api, self.spec.cluster.namespace, kind, name)
         self._workers_started = False
-
-    def _verbs(self, kind: str) -> tuple[_Verb, _Verb, _Verb]:
-        """The client's create, read and delete calls for one of the worker objects' kinds."""
-        if kind == "Service":
-            core = client.CoreV1Api(self.api)
-            return (
-                core.create_namespaced_service,
-                core.read_namespaced_service,
-                core.delete_namespaced_service,
-            )
-        if kind == "EndpointSlice":
-            discovery = client.DiscoveryV1Api(self.api)
-            return (
-                discovery.create_namespaced_endpoint_slice,
-                discovery.read_namespaced_endpoint_slice,
-                discovery.delete_namespaced_endpoint_slice,
-            )
-        if kind == "Deployment":
-            apps = client.AppsV1Api(self.api)
-            return (
-                apps.create_namespaced_deployment,
-                apps.read_namespaced_deployment,
-                apps.delete_namespaced_deployment,
-            )
-        raise ValueError(f"no worker object of kind {kind!r}")
-
-    def _create_or_replace(self, body: dict[str, Any]) -> None:
-        kind, name = body["kind"], body["metadata"]["name"]
-        ns = self.spec.cluster.namespace
-        create, _, _ = self._verbs(kind)
-        try:
-            create(ns, body)
-            return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise PlatformError(
-                    f"creating {kind} {ns}/{name} failed: {exc.status} {exc.reason}"
-                ) from None
-        # Left behind by a run that was killed before it cleaned up: delete it, wait until
-        # the API no longer has it, create it afresh (a PUT would keep the old pods' spec
-        # and cannot drop a Service's immutable fields).
-        self._delete_worker_object(kind, name)
-        try:
-            create(ns, body)
-        except ApiException as exc:
-            raise PlatformError(
-                f"creating {kind} {ns}/{name} after removing the old one failed: "
-                f"{exc.status} {exc.reason}"
-            ) from None
-
-    def _delete_worker_object(self, kind: str, name: str) -> None:
-        """Delete one object and wait until it is gone (404 at any point is success)."""
-        ns = self.spec.cluster.namespace
-        _, read, delete = self._verbs(kind)
-        try:
-            # Background: the Deployment disappears at once, its pods are collected after.
-            delete(name, ns, propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise PlatformError(
-                f"deleting {kind} {ns}/{name} failed: {exc.status} {exc.reason}"
-            ) from None
-        deadline = time.monotonic() + WORKER_DELETE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                read(name, ns)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return
-                raise PlatformError(
-                    f"reading {kind} {ns}/{name} failed: {exc.status} {exc.reason}"
-                ) from None
-            time.sleep(0.2)  # finalizers still running: poll until gone, under the deadline
-        raise PlatformError(
-            f"{kind} {ns}/{name} was still present {WORKER_DELETE_TIMEOUT_S:g}s after its deletion"
-        )
 
     # what the engine reads
 

@@ -3,19 +3,20 @@
 A Kubernetes target names a kubeconfig context and a namespace, the allowlists both must be
 on, the production-name patterns that are refused without an explicit flag, how the harness
 reaches the gateway (a URL, or a port-forward it opens), the expected topology (zones and
-replicas, for the same blast-radius cap as the local target) and the fault catalogue.
-
-This module imports nothing from :mod:`shakeout.topology` at import time, so that
-``topology.load_any_target`` can import it.
+replicas, for the same blast-radius cap as the local target) and experiments that replace a
+fault unit's own (``faults``).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shakeout._yaml import load_yaml_model
+from shakeout.placement import Placement
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
 # A DNS-1123 label: what Kubernetes accepts as a namespace name.
@@ -113,6 +114,15 @@ class KubernetesTarget(_Model):
     faults: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
     slo: str | None = None
 
+    def placement(self) -> Placement:
+        """The expected replicas per Deployment over the zones: a cluster places pods its
+        own way, so the ids are the embedded platform's names for the same counts; the
+        blast-radius cap (``--max-replicas``) reads the counts."""
+        return Placement(
+            zones=tuple(self.zones),
+            replicas={name: svc.replicas for name, svc in self.services.items()},
+        )
+
     def kubeconfig_path(self) -> Path | None:
         """The kubeconfig file named by the target (None: $KUBECONFIG or ~/.kube/config)."""
         return Path(self.cluster.kubeconfig).expanduser() if self.cluster.kubeconfig else None
@@ -120,31 +130,4 @@ class KubernetesTarget(_Model):
 
 def load_kubernetes_target(path: Path | str) -> KubernetesTarget:
     """Read a ``kind: kubernetes`` target file; errors name the file, line and field."""
-    from shakeout.topology import load_yaml_model
-
     return load_yaml_model(path, KubernetesTarget, "target file")
-
-
-def placement_target(target: KubernetesTarget) -> Any:
-    """The target's expected topology as a ``LocalTarget``, for the shared blast-radius cap.
-
-    ``shakeout.plan`` and ``shakeout.faults`` count the replicas a fault reaches from a
-    ``LocalTarget``'s services, replicas and zones; a Kubernetes target declares the same
-    counts (``services``, ``zones``), so the same cap (``--max-replicas``) applies unchanged.
-    The command is a placeholder: this model only feeds the counting, it never starts anything.
-    """
-    from shakeout.topology import LocalTarget
-
-    return LocalTarget.model_validate(
-        {
-            "name": target.name,
-            "kind": "local",
-            "platform": {"zones": target.zones, "gateway": "gateway"},
-            "services": {
-                name: {"command": ["kubernetes", "{port}"], "replicas": svc.replicas}
-                for name, svc in target.services.items()
-            },
-            "faults": target.faults,
-            "slo": target.slo,
-        }
-    )

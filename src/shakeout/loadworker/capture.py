@@ -1,8 +1,8 @@
 """Record every request of a Locust run for ShakeOut (imported by the load profiles).
 
-Each request becomes one tab-separated line::
+Each request becomes one tab-separated line, its columns named in :mod:`shakeout.recordformat`::
 
-    due  started  ended  name  method  status  error  service  version  zone  replica  order
+    due started_at ended_at name method status error service version zone replica order_id
 
 ``due`` is when the request was scheduled (open model) or, in the closed model, when it
 started; times are Unix seconds with microsecond resolution, and ``ended - started`` is
@@ -30,15 +30,11 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from shakeout.recordformat import IDENTITY_HEADERS, format_line
+
 MESSAGE = "shakeout_records"
 FLUSH_PERIOD_S = 0.2
-_HEADERS = (
-    "x-shakeout-service",
-    "x-shakeout-version",
-    "x-shakeout-zone",
-    "x-shakeout-replica",
-    "x-order-id",
-)
+_HEADERS = tuple(IDENTITY_HEADERS)
 
 
 class _State:
@@ -102,10 +98,8 @@ def _record(
     clean = _names.get(name)
     if clean is None:
         clean = _names[name] = _clean(name)
-    _state.batch.append(
-        f"{due:.6f}\t{started:.6f}\t{started + response_time / 1000.0:.6f}\t{clean}\t"
-        f"{request_type}\t{status}\t{error}\t{extra}\n"
-    )
+    ended = started + response_time / 1000.0
+    _state.batch.append(format_line(due, started, ended, clean, request_type, status, error, extra))
 
 
 def _flush(environment: Environment) -> None:

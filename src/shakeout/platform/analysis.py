@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from shakeout.platform.traffic import Outcome
 
 if TYPE_CHECKING:
-    from shakeout.platform.supervisor import Rollout, Supervisor
+    from shakeout.platform.replicas import Rollout
+    from shakeout.platform.view import ClusterView
     from shakeout.topology import AnalysisSpec
 
 TICK_S = 0.25
@@ -115,7 +116,7 @@ class _Run:
 class CanaryAnalysis:
     """Judges every canary of a supervisor and promotes or rolls it back."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: ClusterView) -> None:
         """Analyse ``supervisor``'s rollouts by ``platform.rollout.analysis``."""
         self.supervisor = supervisor
         self.spec = supervisor.spec.rollout.analysis

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shakeout.platform.supervisor import Supervisor
+    from shakeout.platform.view import ClusterView
 
 
 @dataclass
@@ -45,7 +45,7 @@ class _History:
 class Autoscaler:
     """Scales the autoscaled services of a supervisor from the router's traffic figures."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: ClusterView) -> None:
         """Watch ``supervisor``'s services named in ``platform.autoscaler.services``."""
         self.supervisor = supervisor
         self.spec = supervisor.spec.autoscaler

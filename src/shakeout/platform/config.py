@@ -1,7 +1,7 @@
 """Live config (feature flags) rolled out like a release: validate, canary zones, watch, apply.
 
 The config lives in one JSON file in the platform's state dir (``config.json``); every replica
-re-reads it when it changes (``ConfigStore`` in ``shakeout.services._common``), so a change
+re-reads it when it changes (``ConfigStore`` in ``shakeout.services._config``), so a change
 needs no restart. ``platform.config`` in the target file decides how a change travels:
 
 * ``validation``: unknown flags and values outside a flag's allowed list are refused
@@ -36,14 +36,15 @@ import aiohttp
 from shakeout.services.flags import DEFAULTS, validate_flags
 
 if TYPE_CHECKING:
-    from shakeout.platform.supervisor import Replica, Supervisor
+    from shakeout.platform.replicas import Replica
+    from shakeout.platform.view import ClusterView
 
 APPLY_TIMEOUT_S = 5.0
 """How long canary replicas get to report the new config version before the change fails."""
 POLL_S = 0.25
 
 
-async def replica_status(supervisor: Supervisor, replica: Replica) -> dict[str, Any] | None:
+async def replica_status(supervisor: ClusterView, replica: Replica) -> dict[str, Any] | None:
     """A replica's ``/statusz`` (key in use, config version and counters), None if it fails."""
     session = supervisor._probe_client
     if session is None or replica.process is None:
@@ -62,7 +63,7 @@ async def replica_status(supervisor: Supervisor, replica: Replica) -> dict[str, 
 class ConfigManager:
     """The platform side of the live config: the file, the staged rollout and its history."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: ClusterView) -> None:
         """Bind to a supervisor; nothing is written until ``start``."""
         self.supervisor = supervisor
         self.spec = supervisor.spec.config

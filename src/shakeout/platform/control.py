@@ -40,7 +40,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shakeout.errors import PlatformError
 from shakeout.platform import secrets as platform_secrets
-from shakeout.platform.supervisor import NotFound, Supervisor
+from shakeout.platform.replicas import NotFound
+from shakeout.platform.supervisor import Supervisor
 
 
 class DeployRequest(BaseModel):

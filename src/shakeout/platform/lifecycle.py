@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from shakeout._process import tail, wait_for
+from shakeout.contracts import ServiceSettings
 from shakeout.errors import PlatformError, PlatformUnreachable
 from shakeout.platform.daemon import bind_all
 from shakeout.platform.state import PlatformState, pid_alive, read_state, state_dir
@@ -330,4 +331,5 @@ def _is_replica(pid: int, state: PlatformState) -> bool:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
-    return f"SHAKEOUT_SECRET_FILE={state_dir(state.target)}".encode() in environ
+    variable = ServiceSettings.ENV["secret_file"]  # set by the platform on every replica
+    return f"{variable}={state_dir(state.target)}".encode() in environ

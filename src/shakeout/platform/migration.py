@@ -20,13 +20,13 @@ from shakeout.services import migration
 from shakeout.services.orders import DB_FILENAME
 
 if TYPE_CHECKING:
-    from shakeout.platform.supervisor import Supervisor
+    from shakeout.platform.view import ClusterView
 
 
 class MigrationJob:
     """Runs schema migrations of the orders store, one at a time."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: ClusterView) -> None:
         """Bind to a supervisor; the database is the orders replicas' one in its data dir."""
         self.supervisor = supervisor
         self.spec = supervisor.spec.migration

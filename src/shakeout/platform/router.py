@@ -10,12 +10,13 @@ It plays the part of a Kubernetes Service plus a small slice of a mesh sidecar:
 * an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, any request carrying an
   ``Idempotency-Key``, or one of the target's ``safe_routes``) that fails to connect, times
   out or gets a 5xx is retried on another
-  replica (Envoy's ``retry_on: 5xx``) while the service's retry budget allows it;
+  replica (Envoy's ``retry_on: 5xx``), in another zone where there is one, while the
+  service's retry budget allows it;
 * a replica is ejected for a while after consecutive failures (outlier detection);
 * a replica of a service with a capacity (``platform.capacity``, requests per second) serves
   at most that rate: beyond it the request is answered 503 at once, as a saturated server
   would, and retried elsewhere where that is allowed;
-* every arrival and every attempt's outcome is recorded (``Supervisor.traffic``) for the
+* every arrival and every attempt's outcome is recorded (``ClusterView.traffic``) for the
   autoscaler and the canary analysis, and a gateway's ``X-Shakeout-Breaker`` header changes
   become ``breaker_opened`` / ``breaker_closed`` events.
 
@@ -38,7 +39,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from shakeout.platform.supervisor import Replica, Supervisor
+from shakeout.platform.replicas import Replica
+from shakeout.platform.view import ClusterView
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -100,7 +102,7 @@ class _Bucket:
 class Router:
     """ASGI app routing each service port to that service's replicas."""
 
-    def __init__(self, supervisor: Supervisor, ports: dict[int, str]):
+    def __init__(self, supervisor: ClusterView, ports: dict[int, str]):
         self.supervisor = supervisor
         self.policy = supervisor.spec.router
         self.ports = ports
@@ -139,9 +141,14 @@ class Router:
 
     # -- choosing a replica ------------------------------------------------------------------
 
-    def pick(self, service: str, exclude: set[str]) -> Replica:
+    def pick(
+        self, service: str, exclude: set[str], avoid_zones: frozenset[str] = frozenset()
+    ) -> Replica:
         """Choose a replica: a version by weight, then, among that version's replicas not
-        ejected, round-robin or least-request.
+        ejected, round-robin or least-request. A retry passes the zones it already tried in
+        ``avoid_zones``: a replica elsewhere is preferred while there is one (Envoy's retry
+        priority across localities), because what failed there (a frozen or partitioned
+        zone) likely holds the zone's other replicas too.
 
         Ejection never moves traffic to another version (each version is its own cluster, as
         in Envoy's weighted clusters): when every replica of the chosen version is ejected,
@@ -151,6 +158,8 @@ class Router:
         replicas = [r for r in self.supervisor.routable(service) if r.id not in exclude]
         if not replicas:
             raise _NoReplica(service)
+        if avoid_zones:
+            replicas = [r for r in replicas if r.zone not in avoid_zones] or replicas
         by_version: dict[str, list[Replica]] = {}
         for replica in replicas:
             by_version.setdefault(replica.version, []).append(replica)
@@ -299,6 +308,7 @@ class Router:
         retry: _Retry,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         tried: set[str] = set()
+        tried_zones: set[str] = set()
         attempts = 1 + (self.policy.retries if retryable else 0)
         error = "no ready replica"
         traffic = self.supervisor.traffic
@@ -314,10 +324,11 @@ class Router:
             if left <= 0:
                 break
             try:
-                replica = self.pick(service, tried)
+                replica = self.pick(service, tried, frozenset(tried_zones))
             except _NoReplica:
                 break
             tried.add(replica.id)
+            tried_zones.add(replica.zone)
             if not self._admit(replica):
                 # The replica is at capacity: it answers 503 at once. That is its answer (the
                 # canary analysis sees it) but not a sign of a broken replica (no ejection).

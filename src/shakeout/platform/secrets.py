@@ -1,11 +1,12 @@
 """The secret store's observable side: which key each replica uses, old-key checks, audit log.
 
-The store itself is the shared-key file the supervisor writes (``Supervisor.write_secret``);
-services poll it every ``platform.secrets.refresh_s`` and keep their cached key for
-``platform.secrets.cache_ttl_s`` when it is unreachable (``KeyStore`` in
-``shakeout.services._common``). This module lets the platform, the faults and the reports see
-that happen: every replica's key id and whether it serves from the store or its cache, a check
-that the previous key is refused once the overlap is over, and an audit record per rotation.
+The store itself is the shared-key file the supervisor writes (``Supervisor.write_secret``, a
+``shakeout.contracts.SharedKeyDocument``); services poll it every ``platform.secrets.refresh_s``
+and keep their cached key for ``platform.secrets.cache_ttl_s`` when it is unreachable
+(``KeyStore`` in ``shakeout.services._keys``). This module lets the platform, the faults and the
+reports see that happen: every replica's key id and whether it serves from the store or its
+cache, a check that the previous key is refused once the overlap is over, and an audit record
+per rotation.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from shakeout.contracts import KEY_HEADER, SharedKeyDocument, key_id
 from shakeout.errors import PlatformError
 from shakeout.platform.config import replica_status
-from shakeout.services._common import KEY_HEADER, key_id
 
 if TYPE_CHECKING:
-    from shakeout.platform.supervisor import Supervisor
+    from shakeout.platform.view import ClusterView as Supervisor  # the view, not the class
 
 AUDIT_FILENAME = "audit.log"
 KEY_CHECK_PATH = "/v1/key-check"
@@ -38,12 +39,11 @@ def audit(supervisor: Supervisor, action: str, **detail: Any) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def _read_store(path: Path) -> dict[str, Any] | None:
+def _read_store(path: Path) -> SharedKeyDocument | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return SharedKeyDocument.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def store_view(supervisor: Supervisor) -> dict[str, Any]:
@@ -54,16 +54,14 @@ def store_view(supervisor: Supervisor) -> dict[str, Any]:
     )
     if data is None:
         return {"reachable": reachable, "key_id": None, "previous_key_id": None}
-    previous = data.get("previous")
-    rotated_at = float(data.get("rotated_at", 0.0))
-    overlap_s = float(data.get("overlap_s", 0.0))
+    previous = data.previous
     return {
         "reachable": reachable,
-        "key_id": key_id(str(data["current"])),
-        "previous_key_id": key_id(str(previous)) if previous else None,
-        "rotated_at": rotated_at,
-        "overlap_s": overlap_s,
-        "previous_valid_for_s": max(0.0, round(rotated_at + overlap_s - time.time(), 3))
+        "key_id": key_id(data.current),
+        "previous_key_id": key_id(previous) if previous else None,
+        "rotated_at": data.rotated_at,
+        "overlap_s": data.overlap_s,
+        "previous_valid_for_s": max(0.0, round(data.previous_until - time.time(), 3))
         if previous
         else 0.0,
     }
@@ -109,7 +107,7 @@ async def probe_old_key(supervisor: Supervisor, service: str) -> dict[str, Any]:
     data = _read_store(supervisor.secret_file)
     if data is None:
         raise PlatformError("the secret store is down: cannot read the previous key")
-    previous = data.get("previous")
+    previous = data.previous
     if not previous:
         raise PlatformError("no previous key: the shared key was never rotated")
     live = [r for r in svc.replicas if r.process is not None and r.state == "running"]
@@ -122,14 +120,14 @@ async def probe_old_key(supervisor: Supervisor, service: str) -> dict[str, Any]:
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
         async with session.get(
             replica.url + KEY_CHECK_PATH,
-            headers={KEY_HEADER: str(previous)},
+            headers={KEY_HEADER: previous},
             timeout=aiohttp.ClientTimeout(total=2.0),
         ) as response:
             status = response.status
     return {
         "service": service,
         "replica": replica.id,
-        "previous_key_id": key_id(str(previous)),
+        "previous_key_id": key_id(previous),
         "status": status,
         "refused": status == 401,
     }

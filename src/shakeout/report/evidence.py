@@ -114,6 +114,10 @@ def attach_drill_evidence(
             path.write_text(events_text(run), encoding="utf-8")
             _attach(path, "platform events", types.TEXT)
 
+    def slo_applied() -> None:
+        if (run.path / "slo-applied.txt").exists():
+            _attach(run.path / "slo-applied.txt", "SLO file objectives applied", types.TEXT)
+
     def summary() -> None:
         if (run.path / "summary.json").exists():
             _attach(run.path / "summary.json", "drill summary", types.JSON)
@@ -124,6 +128,7 @@ def attach_drill_evidence(
         ("the journals", journals),
         ("the load summary", load),
         ("the platform events", events),
+        ("the SLO objectives applied", slo_applied),
         ("the summary", summary),
     ):
         _guarded(what, run.path, action)

@@ -6,7 +6,13 @@ Each module exposes an app factory, ``create_app() -> Starlette``, served by uvi
 
 ``gateway`` is the public edge (``/api/...``); ``catalog``, ``orders``, ``payments`` and
 ``inventory`` are internal services that require the shared key (``X-Shakeout-Key``). Shared
-plumbing (settings, shared key, identity headers, fault knobs) lives in ``_common``.
+plumbing lives in private modules, one per concern: ``_settings`` (start-up), ``_keys`` (the
+shared key), ``_config`` (live config), ``_middleware`` (identity headers, key gate, fault
+knobs, health routes), ``_requests`` (reading requests); the gateway's upstream calls in
+``_upstream``. What the platform and the services exchange (environment, shared-key file) is
+typed in ``shakeout.contracts``.
 """
 
-SERVICE_NAMES: tuple[str, ...] = ("gateway", "catalog", "orders", "payments", "inventory")
+from shakeout.contracts import SHOP_SERVICES
+
+SERVICE_NAMES: tuple[str, ...] = SHOP_SERVICES

@@ -15,7 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._common import ApiError, ConfigStore, build_app, json_error, key_store, load_settings
+from ._config import ConfigStore
+from ._keys import key_store
+from ._middleware import build_app, json_error
+from ._requests import ApiError
+from ._settings import load_settings
 
 SALE_PERCENT_OFF = 10
 

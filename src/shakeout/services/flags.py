@@ -2,7 +2,7 @@
 
 The platform validates a config change against this table before it rolls it out (when its
 ``platform.config.validate`` switch is on); the services read the live values through
-``ConfigStore`` in ``_common``. A flag value the table allows can still be harmful at run time
+``ConfigStore`` in ``_config``. A flag value the table allows can still be harmful at run time
 (``catalog.pricing: dynamic`` needs a pricing engine the shop does not run): that is what the
 staged rollout and its automatic rollback are for.
 """

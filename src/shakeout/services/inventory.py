@@ -9,16 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._common import (
-    BoundedDict,
-    build_app,
-    json_error,
-    key_store,
-    load_settings,
-    parse_items,
-    read_json,
-    require_idempotency_key,
-)
+from ._keys import key_store
+from ._middleware import build_app, json_error
+from ._requests import BoundedDict, parse_items, read_json, require_idempotency_key
+from ._settings import load_settings
 
 INITIAL_STOCK = 1_000_000_000
 """Units of every product a fresh replica holds: enough never to run out under load."""

@@ -25,13 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import migration
-from ._common import (
+from ._keys import key_store
+from ._middleware import build_app, json_error
+from ._requests import (
     ApiError,
     LineItem,
-    build_app,
-    json_error,
-    key_store,
-    load_settings,
     parse_ids,
     parse_int_field,
     parse_items,
@@ -39,6 +37,7 @@ from ._common import (
     read_json,
     require_idempotency_key,
 )
+from ._settings import load_settings
 
 log = logging.getLogger("shakeout.services.orders")
 

@@ -9,15 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._common import (
-    BoundedDict,
-    build_app,
-    key_store,
-    load_settings,
-    parse_int_field,
-    read_json,
-    require_idempotency_key,
-)
+from ._keys import key_store
+from ._middleware import build_app
+from ._requests import BoundedDict, parse_int_field, read_json, require_idempotency_key
+from ._settings import load_settings
 
 MAX_REMEMBERED = 100_000
 """Idempotency keys remembered per replica (oldest forgotten first)."""

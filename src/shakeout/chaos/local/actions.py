@@ -28,11 +28,17 @@ __all__ = [
 ]
 
 
+def _env(env: dict[str, str | float | int] | None) -> dict[str, str]:
+    """Environment values as a process gets them: typed experiment variables (an error rate
+    as a float) become their text."""
+    return {key: str(value) for key, value in (env or {}).items()}
+
+
 def deploy_version(
     service: str,
     version: str,
     weight: float = 0.5,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | float | int] | None = None,
     replicas: int | None = None,
     configuration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -42,7 +48,7 @@ def deploy_version(
     from it, such as ``SHAKEOUT_CRASH_ON_START=1``).
     """
     with client(configuration) as platform:
-        return platform.deploy(service, version, weight, env, replicas)
+        return platform.deploy(service, version, weight, _env(env), replicas)
 
 
 def next_version(stable: str) -> str:
@@ -55,7 +61,7 @@ def next_version(stable: str) -> str:
 def deploy_next_version(
     service: str,
     weight: float = 0.2,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | float | int] | None = None,
     replicas: int | None = None,
     configuration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -66,7 +72,7 @@ def deploy_next_version(
     """
     with client(configuration) as platform:
         stable = platform.status()["services"][service]["stable_version"]
-        return platform.deploy(service, next_version(stable), weight, env, replicas)
+        return platform.deploy(service, next_version(stable), weight, _env(env), replicas)
 
 
 def evict_replicas(
