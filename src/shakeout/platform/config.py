@@ -46,7 +46,7 @@ POLL_S = 0.25
 
 async def replica_status(supervisor: ClusterView, replica: Replica) -> dict[str, Any] | None:
     """A replica's ``/statusz`` (key in use, config version and counters), None if it fails."""
-    session = supervisor._probe_client
+    session = supervisor.http_client
     if session is None or replica.process is None:
         return None
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, ValueError):

@@ -114,7 +114,7 @@ async def probe_old_key(supervisor: Supervisor, service: str) -> dict[str, Any]:
     if not live:
         raise PlatformError(f"{service}: no running replica to call")
     replica = live[0]
-    session = supervisor._probe_client
+    session = supervisor.http_client
     assert session is not None
     status: int | None = None
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):

@@ -81,7 +81,7 @@ class Supervisor:
             self.spec.nodes.grace_s,
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._probe_client: aiohttp.ClientSession | None = None
+        self.http_client: aiohttp.ClientSession | None = None
         self.on_change: list[Any] = []
         self.traffic = TrafficStats()  # filled by the router, read by the controllers below
         self.kubelet = Kubelet(
@@ -133,13 +133,13 @@ class Supervisor:
             self.world.cgroups = Cgroups.create(f"shakeout-{os.getpid()}")
         self.write_secret(secrets.token_urlsafe(24), previous=None)
         self.config.start()
-        self._probe_client = aiohttp.ClientSession(
+        self.http_client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True), trust_env=False
         )
         for svc in self.services.values():
             for _ in range(svc.spec.replicas):
                 await self.deployments.add_replica(svc, svc.stable_version, dict(svc.spec.env))
-        self._spawn(self.probes.run(self._probe_client))
+        self._spawn(self.probes.run(self.http_client))
         self._spawn(self.nodes.run())
         self._spawn(self.deployments.run())
         if self.autoscaler.enabled:
@@ -156,8 +156,8 @@ class Supervisor:
         replicas = [r for svc in self.services.values() for r in svc.replicas]
         await asyncio.gather(*(self.kubelet.stop(r) for r in replicas))
         await self.world.close()
-        if self._probe_client is not None:
-            await self._probe_client.close()
+        if self.http_client is not None:
+            await self.http_client.close()
 
     def all_ready(self) -> bool:
         """True when every replica of a ready zone answers its readiness probe."""

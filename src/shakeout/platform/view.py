@@ -75,7 +75,7 @@ class ClusterView(Protocol):
         ...
 
     @property
-    def _probe_client(self) -> aiohttp.ClientSession | None:
+    def http_client(self) -> aiohttp.ClientSession | None:
         """The HTTP session of the probes (``/statusz`` and key checks use it too); None
         before the platform started."""
         ...
