@@ -204,7 +204,7 @@ def up(target_file: Path | str, owner_pid: int | None = None) -> tuple[PlatformS
         if Path(existing.target_file).resolve() != Path(target_file).resolve():
             raise PlatformError(
                 f"platform {target.name!r} is already running from {existing.target_file}; "
-                f"stop it first with 'shakeout platform down {target.name}'"
+                f"stop it first with 'shakeout platform down --target {existing.target_file}'"
             )
         return existing, False
     sockets, control = bind_all(target, str(target_file))  # fail on a busy port now
