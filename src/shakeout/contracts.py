@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 
 KEY_HEADER = "X-Shakeout-Key"
 """The request header that carries the shared key to an internal service."""
+CALLER_ZONE_HEADER = "X-Shakeout-Caller-Zone"
+"""The request header that names the calling replica's zone (for zone-aware routing)."""
 KEY_REFRESH_S = 0.2
 """How often a replica polls the secret store for the shared key (default)."""
 KEY_CACHE_TTL_S = 300.0

@@ -91,8 +91,12 @@ class RouterSpec(_Model):
     dependencies take time). A retry is sent only while the retries in flight stay within
     ``retry_budget_pct`` of the service's requests in flight (at least
     ``min_retry_concurrency``), so retries cannot multiply an overload. ``balancer``:
-    ``round_robin``, or ``least_request`` (the replica with the fewest requests in flight, ties
-    in turn: a replica that stopped answering collects requests and is avoided).
+    ``round_robin``, or ``least_request`` (of two replicas picked at random, the one with fewer
+    requests in flight; in turn while none has any: a replica that stopped answering collects
+    requests and is avoided). ``zone_aware``: a request from a replica (which names its zone
+    in ``X-Shakeout-Caller-Zone``) goes to a replica in the same zone while there is one
+    (Envoy's zone-aware routing), so a failed zone's dependencies are not on the other
+    zones' paths.
     ``safe_routes`` (``"POST /api/cart"``) are retried like idempotent requests: operations
     with no side effect that a method alone does not tell (Envoy's per-route retry policy).
     """
@@ -109,6 +113,7 @@ class RouterSpec(_Model):
     retry_budget_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
     min_retry_concurrency: Annotated[int, Field(ge=0, le=1000)] = 3
     balancer: Literal["round_robin", "least_request"] = "round_robin"
+    zone_aware: bool = False
     safe_routes: list[Annotated[str, Field(pattern=r"^[A-Z]+ /\S*$")]] = []
 
     def per_try(self, service: str) -> float | None:

@@ -140,14 +140,20 @@ def test_least_request_avoids_a_replica_that_holds_requests() -> None:
 
 
 def test_least_request_shares_idle_replicas_evenly() -> None:
-    """With nothing in flight (sequential requests) every replica gets its turn: a random tie
-    break gave one gateway replica 4 of 30 requests and another 16, over its capacity."""
+    """With nothing in flight (sequential requests) the replicas take turns: a random tie
+    break gave one gateway replica 4 of 30 requests and another 16, over its capacity. With a
+    request held somewhere it is the power of two choices again, and the replica holding it
+    is not picked while the others are idle (200 seeds)."""
     replicas = [_replica("a"), _replica("b"), _replica("c")]
-    router, _ = _router(RouterSpec.model_validate({"balancer": "least_request"}), replicas)
-    picks = Counter(router.pick("svc", set()).id for _ in range(30))
-    assert picks == {"a": 10, "b": 10, "c": 10}
-    router.in_flight = {"a": 1}  # one request still held by a: b and c share the next ones
-    assert Counter(router.pick("svc", set()).id for _ in range(10)) == {"b": 5, "c": 5}
+    for seed in range(200):
+        router, _ = _router(RouterSpec.model_validate({"balancer": "least_request"}), replicas)
+        router._rng = random.Random(seed)
+        assert Counter(router.pick("svc", set()).id for _ in range(30)) == {
+            "a": 10, "b": 10, "c": 10,
+        }  # fmt: skip
+        router.in_flight = {"a": 1}  # one request still held by a
+        held = Counter(router.pick("svc", set()).id for _ in range(12))
+        assert held["a"] == 0, (seed, held)
 
 
 def test_a_retry_goes_to_another_zone_than_the_try_that_hung() -> None:
@@ -175,3 +181,18 @@ def test_a_retry_goes_to_another_zone_than_the_try_that_hung() -> None:
 
     status, seen = asyncio.run(go())
     assert (status, seen) == (200, [["request"], [], [], ["request"]])
+
+
+def test_zone_aware_routing_keeps_a_callers_requests_in_its_zone() -> None:
+    """A caller in zone a reaches zone a's replica while it is there (a frozen zone b is then
+    on nobody else's path); a caller in a zone without one, or a retry after zone a failed,
+    goes elsewhere; without zone_aware the caller's zone is ignored."""
+    replicas = [_replica("a-0"), _replica("b-0"), _replica("c-0")]
+    for replica in replicas:
+        replica.zone = replica.id[0]
+    aware, _ = _router(RouterSpec(zone_aware=True, balancer="round_robin"), replicas)
+    assert {aware.pick("svc", set(), caller_zone="a").id for _ in range(9)} == {"a-0"}
+    assert {aware.pick("svc", {"a-0"}, frozenset("a"), "a").id for _ in range(9)} == {"b-0", "c-0"}
+    assert {aware.pick("svc", set(), caller_zone="d").id for _ in range(9)} == {"a-0", "b-0", "c-0"}
+    plain, _ = _router(RouterSpec(balancer="round_robin"), replicas)
+    assert {plain.pick("svc", set(), caller_zone="a").id for _ in range(9)} == {"a-0", "b-0", "c-0"}

@@ -20,7 +20,13 @@ from typing import Any, Literal, NamedTuple, Protocol, Self
 import aiohttp
 from yarl import URL
 
-from shakeout.contracts import KEY_HEADER, PaymentsPolicy, ServiceSettings, url_variable
+from shakeout.contracts import (
+    CALLER_ZONE_HEADER,
+    KEY_HEADER,
+    PaymentsPolicy,
+    ServiceSettings,
+    url_variable,
+)
 
 from ._keys import KeyStore
 from ._requests import IDEMPOTENCY_HEADER, ApiError, LineItem
@@ -204,6 +210,7 @@ class Upstreams:
         if missing:
             raise ValueError(f"{settings.service}: {', '.join(missing)} must be set")
         self.urls: dict[str, str] = {name: url for name, url in urls.items() if url is not None}
+        self.zone = settings.zone
         self.keys = keys
         self.client: Upstream | None = None
         policy = payments or PaymentsPolicy()
@@ -233,7 +240,7 @@ class Upstreams:
         client = self.client
         if client is None:
             raise ApiError("gateway is not started", status=503, dependency=dependency)
-        headers = {KEY_HEADER: self.keys.current or ""}
+        headers = {KEY_HEADER: self.keys.current or "", CALLER_ZONE_HEADER: self.zone}
         if idempotency_key is not None:
             headers[IDEMPOTENCY_HEADER] = idempotency_key
         url = self.urls[dependency] + path
