@@ -107,3 +107,21 @@ def test_rollbacks_undo_a_fault_left_by_an_aborted_run(
     assert (NAMESPACE, "catalog-canary") not in fake.cluster.deployments
     assert (NAMESPACE, "shakeout-shared-key") in fake.cluster.secrets
     assert not fake.cluster.deployments[(NAMESPACE, "gateway")]["metadata"].get("annotations")
+
+
+def test_cleanup_opens_a_kubernetes_target_through_its_safety_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`shakeout cleanup` works for a cluster target too: it opens the target's session (no
+    longer local-only), so a context off the allowlist is refused before any rollback runs."""
+    from shakeout import cli
+    from shakeout.chaos import undo
+
+    monkeypatch.setenv("SHAKEOUT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    path = target_file(tmp_path, context="kind-other")
+    name = yaml.safe_load(path.read_text())["name"]
+    undo.write_record(name, ROOT / "scenarios" / "kubernetes" / "scale.json", {})
+    assert cli.main(["cleanup", "--target", str(path), "--force"]) == 2
+    error = " ".join(capsys.readouterr().err.split())  # rich wraps at the terminal width
+    assert "field cluster.context: 'kind-other' is not in cluster.allowed_contexts" in error
+    assert len(undo.pending(name, include_live=True)) == 1  # nothing was played
