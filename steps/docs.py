@@ -28,7 +28,12 @@ PAGE = ROOT / "docs" / "steps.md"
 # Types of parse-format fields and what a facilitator types for them.
 FORMAT_TYPES = {"d": "whole number", "g": "number", "f": "number", "w": "word", "": "text"}
 # Regular-expression groups the vocabulary uses, in words.
-REGEX_TYPES = {r"\d+": "whole number", r"[\w-]+": "word"}
+REGEX_TYPES = {
+    r"\d+": "whole number",
+    r"[\w-]+": "word",
+    r'[^"]+': "a name",
+    r".+": "settings, e.g. `at 10 s, window 5 s, factor 3`",
+}
 
 SECTIONS = {
     "given": "Setting up: target, load, stop conditions, baseline",
@@ -89,7 +94,8 @@ def _from_regex(pattern: str) -> tuple[str, list[Parameter]]:
         return f"[{name}]"
 
     text = re.sub(r"\(\?P<(\w+)>((?:[^()]|\([^()]*\))*)\)", group, pattern)
-    return text.replace("\\", "").strip(), params
+    text = re.sub(r"\(\?:([^()]*)\)\?", r"[\1]", text)  # an optional part: [, with <shape>]
+    return text.replace("\\", "").strip("^$ "), params
 
 
 def _experiments() -> dict[str, str]:

@@ -13,6 +13,7 @@ from shakeout.errors import SLOBreach
 from shakeout.events import EVENT_WORDS
 from shakeout.faults import REGISTRY
 from shakeout.slo import Objective, Verdict
+from shakeout.vocabulary import LOAD_STEP, shape_settings
 
 
 def _require(verdict: Verdict) -> None:
@@ -27,20 +28,20 @@ def target_ready(drill: Drill) -> None:
     drill.wait_until_steady()
 
 
-@given(
-    parsers.re(
-        r"(?P<model>open-model |closed-model |)load of (?P<rate>\d+) requests per second"
-        r'(?P<poisson> with Poisson arrivals|) from the "(?P<profile>[\w-]+)" profile'
-    ),
-    converters={"rate": int},
-)
-def load(drill: Drill, model: str, rate: int, poisson: str, profile: str) -> None:
-    """Start load from a profile in loadprofiles/ (open model unless it says closed-model)."""
+@given(parsers.re(LOAD_STEP.pattern), converters={"rate": int})
+def load(
+    drill: Drill, model: str, rate: int, poisson: str, profile: str, shape: str | None
+) -> None:
+    """Start load from a profile (by name, in loadprofiles/ or `--profiles`), open model unless
+    it says closed-model. A shape's settings may follow: `..., with at 10 s, window 5 s,
+    factor 3` (spike and surge: `at`, `window`, `factor`; diurnal: `period`; ramp: `ramp`;
+    defaults in docs/load.md)."""
     drill.start_load(
         profile,
         float(rate),
         model="closed" if model.startswith("closed") else "open",
         arrivals="poisson" if poisson else "constant",
+        shape=shape_settings(shape),
     )
 
 
@@ -178,7 +179,7 @@ def rpo_within(drill: Drill, seconds: float) -> None:
     """RPO: the acknowledged orders lost span at most this long, from the first lost one's
     acknowledgement to the last's (with the SLO file's lost-orders objective judged too)."""
     slo = drill.slo
-    for verdict in drill.check_orders(slo.lost_orders if slo else 0, rpo_s=seconds):
+    for verdict in drill.check_orders((slo and slo.lost_orders) or 0, rpo_s=seconds):
         _require(verdict)
 
 

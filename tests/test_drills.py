@@ -297,7 +297,7 @@ def test_unknown_step_fails_before_anything_starts(tmp_path: Path, no_leftovers:
         "    When zone q is struck by lightning\n",
         TARGETS / "local.yaml",
     )
-    assert result.returncode == 1, result.stdout[-2000:]
+    assert result.returncode == 4, result.stdout[-2000:]
     assert "tmp.feature:4: no step definition matches When 'zone q is struck by lightning'" in (
         result.stdout
     )

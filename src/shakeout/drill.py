@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from shakeout import profiles
 from shakeout._process import wait_for
 from shakeout.chaos.runner import FaultRun
 from shakeout.errors import ConfigError, LoadError, PlatformError
@@ -38,7 +40,7 @@ from shakeout.judge import (
     phases_of,
 )
 from shakeout.ledger import Ledger, Outcome
-from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress, resolve_profile
+from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress
 from shakeout.records import Impact
 from shakeout.session import TargetSession
 from shakeout.slo import (
@@ -70,8 +72,10 @@ class Drill:
         name: str,
         reports_dir: Path = Path("reports"),
         progress: Progress | None = None,
+        profile_dirs: Sequence[Path] = (profiles.PROFILE_DIR,),
     ):
         self.platform = platform
+        self.profile_dirs = profile_dirs
         self.slo: SLOFile | None = None
         if platform.slo_file is not None:
             self.slo = load_slo(platform.slo_file)
@@ -97,17 +101,20 @@ class Drill:
         arrivals: Arrivals = "constant",
         max_duration_s: float = 240.0,
         workers: int = 1,
+        shape: dict[str, float] | None = None,
     ) -> LoadRun:
-        """Start load from a profile at a rate (bounded by ``max_duration_s``)."""
+        """Start load from a profile (by name, in ``profile_dirs``, or by path) at a rate,
+        bounded by ``max_duration_s``; ``shape`` sets its shape options (``at_s``, ...)."""
         if self.load is not None:
             raise LoadError("load is already running in this drill")
         spec = LoadSpec(
-            resolve_profile(profile),
+            profiles.resolve(profile, self.profile_dirs),
             rate_rps,
             duration_s=max_duration_s,
             model=model,
             arrivals=arrivals,
             workers=workers,
+            shape_options=tuple(sorted((shape or {}).items())),
         )
         # A target whose workers run elsewhere (Kubernetes ``load.workers``): the local master
         # binds every interface and waits for them; ``close()`` removes them on every path.
@@ -287,7 +294,8 @@ class Drill:
         self.ledger.keep_all(judged)
         for recovery in recoveries:
             self.ledger.note_recovery(recovery)
-        judged.extend(self.check_orders(slo.lost_orders, slo.rpo_s))
+        if slo.lost_orders is not None or slo.rpo_s is not None:
+            judged.extend(self.check_orders(slo.lost_orders or 0, slo.rpo_s))
         judged.extend(self.ledger.of_kind("steady_state"))
         failed = [v for v in judged if not v.passed]
         self.findings.extend(v.message for v in failed)

@@ -15,6 +15,9 @@ that names the file, field or value at fault::
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ShakeoutError(Exception):
     """Base class of every error ShakeOut raises on purpose."""
@@ -46,3 +49,10 @@ class StopConditionAbort(FaultError, AssertionError):
 
 class SLOBreach(ShakeoutError, AssertionError):
     """An objective was not met; the message names objective, observed and expected values."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the nearest valid name, or ``""`` when none is near."""
+    # difflib's ratio is the standard library's own fuzzy match; nothing better-kept is needed.
+    near = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""

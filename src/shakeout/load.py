@@ -33,26 +33,11 @@ from shakeout.errors import LoadError
 from shakeout.measure import Recorder, RequestRecord
 from shakeout.records import GENERATOR_SATURATED_MS, RecordSet
 
-PROFILE_DIR = Path("loadprofiles")
 WARMUP_S = 1.0  # the generator's health is judged after its first second
 
 Model = Literal["open", "closed"]
 Arrivals = Literal["constant", "poisson"]
 Progress = Callable[[str], None]
-
-
-def resolve_profile(name: str, directory: Path = PROFILE_DIR) -> Path:
-    """Path of a load profile by name (``steady``) or path; errors list what exists."""
-    candidate = Path(name)
-    if candidate.suffix == ".py" and candidate.is_file():
-        return candidate
-    path = directory / f"{name}.py"
-    if path.is_file() and not name.startswith("_"):
-        return path
-    known = sorted(p.stem for p in directory.glob("*.py") if not p.stem.startswith("_"))
-    raise LoadError(
-        f"unknown load profile {name!r}: no {path} (profiles: {', '.join(known) or 'none'})"
-    )
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ class ScenarioPlan:
     faults: list[PlannedFault] = field(default_factory=list)
 
 
-def _rendered(template: ScenarioTemplate) -> list[Scenario]:
+def rendered(template: ScenarioTemplate) -> list[Scenario]:
+    """The scenarios of a template: one per example row of an outline, or the one."""
     contexts = [ctx for examples in template.examples for ctx in examples.as_contexts()]
     return [template.render(ctx) for ctx in contexts] if contexts else [template.render({})]
 
@@ -126,5 +127,5 @@ def plan_feature(
     return [
         plan_scenario(scenario, str(path), target, target_file, max_replicas)
         for template in feature.scenarios.values()
-        for scenario in _rendered(template)
+        for scenario in rendered(template)
     ]

@@ -81,7 +81,8 @@ class SLOFile(_Model):
     phases: list[Literal["drill", "baseline", "fault", "recovery"]] = ["drill"]
     error_budget: ErrorBudget = ErrorBudget()
     recovery_s: Annotated[float, Field(gt=0)] | None = None
-    lost_orders: Annotated[int, Field(ge=0)] = 0
+    # Data objectives, judged by reconciling with the target's order store (none: not judged).
+    lost_orders: Annotated[int, Field(ge=0)] | None = None
     rpo_s: Annotated[float, Field(ge=0)] | None = None
     stop_condition: StopConditionSpec | None = None
 
@@ -105,7 +106,8 @@ class SLOFile(_Model):
         ]
         if self.recovery_s is not None:
             lines.append(f"recovery of each error-rate journey within {self.recovery_s:g} s")
-        lines.append(f"lost orders <= {self.lost_orders}")
+        if self.lost_orders is not None:
+            lines.append(f"lost orders <= {self.lost_orders}")
         if self.rpo_s is not None:
             lines.append(f"data-loss window (RPO) <= {self.rpo_s:g} s")
         lines.append("the target back in its steady state after each fault")

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from shakeout._process import stop_process, wait_for
-from shakeout.errors import LoadError
-from shakeout.load import LoadRun, LoadSpec, resolve_profile
+from shakeout.errors import ConfigError, LoadError
+from shakeout.load import LoadRun, LoadSpec
+from shakeout.profiles import resolve
 
 HERE = Path(__file__).parent
 PROFILE = HERE / "profiles" / "fixed.py"
@@ -123,9 +124,11 @@ def test_closed_model_hides_a_slow_server_that_the_open_model_shows(
     assert run.recorder.stats().count < 20
 
 
-def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(LoadError, match=r"unknown load profile 'nope'.*steady"):
-        resolve_profile("nope")
+def test_unknown_profile_lists_the_known_ones_and_the_nearest() -> None:
+    with pytest.raises(ConfigError, match=r"unknown load profile 'nope'.*steady"):
+        resolve("nope")
+    with pytest.raises(ConfigError, match=r"unknown load profile 'spikey'.*did you mean 'spike'"):
+        resolve("spikey")
 
 
 def test_profile_that_fails_to_import_is_reported(

@@ -13,7 +13,6 @@ the in-cluster Locust workers a drill's load runs on (:meth:`start_workers`) and
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -31,7 +30,7 @@ from shakeout.datacheck import OrderStore, ShopOrders
 from shakeout.errors import ConfigError, LoadError
 from shakeout.k8s.locust import render_locust_manifests
 from shakeout.k8s.probes import _unavailable, rollout_state
-from shakeout.k8s.target import KubernetesTarget, load_kubernetes_target
+from shakeout.k8s.target import KubernetesTarget, check_allowlists, load_kubernetes_target
 from shakeout.k8s.workers import WORKER_OBJECTS, create_or_replace, delete_and_wait
 from shakeout.load import LoadSpec as LoadRunSpec
 
@@ -60,29 +59,10 @@ class KubernetesSession:
     # safety
 
     def check_safety(self, allow_production: bool) -> None:
-        """Refuse a context or namespace off the allowlists, or a production-looking context.
-
-        Raises ConfigError naming the target file and the field.
-        """
-        c = self.spec.cluster
+        """Refuse a context or namespace off the allowlists, a production-looking context, or
+        a kubeconfig file that is not there. Raises ConfigError naming the file and field."""
+        check_allowlists(self.spec, self.target_file, allow_production)
         where = str(self.target_file)
-        if c.context not in c.allowed_contexts:
-            raise ConfigError(
-                f"{where}: field cluster.context: {c.context!r} is not in cluster.allowed_contexts "
-                f"{c.allowed_contexts}: add it there if drills may really run against it"
-            )
-        if c.namespace not in c.allowed_namespaces:
-            raise ConfigError(
-                f"{where}: field cluster.namespace: {c.namespace!r} is not in "
-                f"cluster.allowed_namespaces {c.allowed_namespaces}"
-            )
-        for pattern in c.production_patterns:
-            if re.search(pattern, c.context, re.IGNORECASE) and not allow_production:
-                raise ConfigError(
-                    f"{where}: field cluster.context: {c.context!r} matches the production "
-                    f"pattern {pattern!r} (cluster.production_patterns); refusing to inject faults "
-                    "there without --allow-production"
-                )
         kubeconfig = self.kubeconfig()
         if kubeconfig is not None and not kubeconfig.exists():
             raise ConfigError(f"{where}: field cluster.kubeconfig: {kubeconfig} does not exist")

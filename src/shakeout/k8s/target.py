@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shakeout._yaml import load_yaml_model
+from shakeout.errors import ConfigError
 from shakeout.placement import Placement
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
@@ -131,3 +132,27 @@ class KubernetesTarget(_Model):
 def load_kubernetes_target(path: Path | str) -> KubernetesTarget:
     """Read a ``kind: kubernetes`` target file; errors name the file, line and field."""
     return load_yaml_model(path, KubernetesTarget, "target file")
+
+
+def check_allowlists(target: KubernetesTarget, target_file: Path, allow_production: bool) -> None:
+    """Refuse a context or namespace off the allowlists, or a production-looking context
+    without ``allow_production``: read from the file alone, before any API call."""
+    c = target.cluster
+    where = str(target_file)
+    if c.context not in c.allowed_contexts:
+        raise ConfigError(
+            f"{where}: field cluster.context: {c.context!r} is not in cluster.allowed_contexts "
+            f"{c.allowed_contexts}: add it there if drills may really run against it"
+        )
+    if c.namespace not in c.allowed_namespaces:
+        raise ConfigError(
+            f"{where}: field cluster.namespace: {c.namespace!r} is not in "
+            f"cluster.allowed_namespaces {c.allowed_namespaces}"
+        )
+    for pattern in c.production_patterns:
+        if re.search(pattern, c.context, re.IGNORECASE) and not allow_production:
+            raise ConfigError(
+                f"{where}: field cluster.context: {c.context!r} matches the production "
+                f"pattern {pattern!r} (cluster.production_patterns); refusing to inject faults "
+                "there without --allow-production"
+            )

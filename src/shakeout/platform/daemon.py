@@ -131,8 +131,10 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
         while not supervisor.all_ready():
             if time.monotonic() > deadline:
                 waiting = [
-                    f"{r.id} ({r.as_dict()['state']}, log {directory}/logs/{r.id}.log)"
-                    for s in supervisor.services.values()
+                    f"{r.id} ({r.as_dict()['state']}, readiness probe GET "
+                    f"{target.services[name].health.ready} not answered 2xx/3xx; "
+                    f"field services.{name}.health.ready; log {directory}/logs/{r.id}.log)"
+                    for name, s in supervisor.services.items()
                     for r in s.replicas
                     if not r.ready
                 ]
