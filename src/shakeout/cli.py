@@ -3,7 +3,10 @@
 shakeout platform up     [--target FILE]   start the embedded platform in the background
 shakeout platform status [--target FILE]   gateway URL and every replica
 shakeout platform down   [--target FILE]   stop every process the platform started
-shakeout validate FILE...                  check target files without starting anything
+shakeout plan FEATURE... [--target FILE]   what each scenario will do, after the check below
+shakeout validate PATH... [--target FILE]  check target files, SLO files and features
+shakeout init NAME --command CMD ...       a target, SLO file, profile and feature for a service
+shakeout cleanup [--target FILE]           play the rollbacks a killed run left behind
 """
 
 from __future__ import annotations
@@ -13,22 +16,28 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
+import yaml
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shakeout import profiles
 from shakeout.chaos import undo
+from shakeout.check import check_run
 from shakeout.errors import PlatformError, ShakeoutError
-from shakeout.plan import plan_feature
+from shakeout.init import add_parser as add_init_parser
 from shakeout.platform import lifecycle
+from shakeout.slofile import SLOFile, load_slo
 from shakeout.target import load_target_file, open_session
 from shakeout.topology import load_target
 
 DEFAULT_TARGET = Path("targets/local.yaml")
 
-_console = Console()
-_errors = Console(stderr=True)
+_console = Console(soft_wrap=True)  # a long line stays one line in a log, for grep
+_errors = Console(stderr=True, soft_wrap=True)
 
 
 def _platform_up(args: argparse.Namespace) -> int:
@@ -42,6 +51,34 @@ def _platform_up(args: argparse.Namespace) -> int:
         _console.print(f"platform [bold]{state.target}[/] was already running")
     _console.print(f"gateway: {state.gateway_url}")
     return 0
+
+
+def status_tables(status: dict[str, Any]) -> tuple[Table, Table]:
+    """The services and replicas tables of ``platform status``, from the control API's status."""
+    services = Table(
+        "service", "url", "traffic by version", "rollout", title="services", box=box.SIMPLE_HEAD
+    )
+    # Fits 80 columns (a CI log, a default terminal): no service column (each replica id
+    # begins with it), and only version and state may wrap, never an id or a port.
+    replicas = Table(title="replicas", box=box.SIMPLE_HEAD)
+    for column in ("replica", "version", "zone", "state", "ready", "restarts", "port"):
+        replicas.add_column(column, no_wrap=column not in ("version", "state"))
+    for name, svc in status["services"].items():
+        weights = ", ".join(f"{v} {w:.0%}" for v, w in svc["weights"].items())
+        rollout = svc["rollout"]
+        rollout_text = f"{rollout['version']}: {rollout['status']}" if rollout else "-"
+        services.add_row(name, svc["url"], weights, rollout_text)
+        for replica in svc["replicas"]:
+            replicas.add_row(
+                replica["id"],
+                replica["version"],
+                replica["zone"],
+                replica["state"] + (" (frozen)" if replica.get("frozen") else ""),
+                "yes" if replica["ready"] else "[red]no[/]",
+                str(replica["restarts"]),
+                str(replica["port"]),
+            )
+    return services, replicas
 
 
 def _platform_status(args: argparse.Namespace) -> int:
@@ -60,29 +97,9 @@ def _platform_status(args: argparse.Namespace) -> int:
         for zone, health in status["zone_health"].items()
     )
     _console.print(f"zones: {zones}    freezer: {status['freezer']}")
-    services = Table("service", "url", "traffic by version", "rollout", title="services")
-    replicas = Table(title="replicas")
-    for column in ("replica", "service", "version", "zone", "state", "ready", "restarts", "port"):
-        replicas.add_column(column, no_wrap=True)
-    for name, svc in status["services"].items():
-        weights = ", ".join(f"{v} {w:.0%}" for v, w in svc["weights"].items())
-        rollout = svc["rollout"]
-        rollout_text = f"{rollout['version']}: {rollout['status']}" if rollout else "-"
-        services.add_row(name, svc["url"], weights, rollout_text)
-        for replica in svc["replicas"]:
-            replicas.add_row(
-                replica["id"],
-                name,
-                replica["version"],
-                replica["zone"],
-                replica["state"] + (" (frozen)" if replica.get("frozen") else ""),
-                "yes" if replica["ready"] else "[red]no[/]",
-                str(replica["restarts"]),
-                str(replica["port"]),
-            )
+    services, replicas = status_tables(status)
     _console.print(services)
-    table = replicas
-    _console.print(table)
+    _console.print(replicas)
     return 0
 
 
@@ -96,22 +113,29 @@ def _platform_down(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    target = load_target_file(args.target)
-    for feature in args.features:
-        for scenario in plan_feature(feature, target, str(args.target), args.max_replicas):
-            tags = " ".join(f"@{t}" for t in scenario.tags)
+    report = check_run(
+        args.target,
+        args.features,
+        args.profiles,
+        allow_production=args.allow_production,
+        max_replicas=args.max_replicas,
+    )
+    target = report.target
+    for scenario in report.plans:
+        tags = " ".join(f"@{t}" for t in scenario.tags)
+        where = f"{scenario.feature}:{scenario.line}"
+        _console.print(f"[bold]{escape(scenario.name)}[/]  {where}  {tags}")
+        if not scenario.faults:
+            _console.print("  no fault: load and expectations only")
+        for fault in scenario.faults:
+            _console.print(f"  line {fault.line}: {escape(fault.step)}")
             _console.print(
-                f"[bold]{escape(scenario.name)}[/]  {scenario.feature}:{scenario.line}  {tags}"
+                f"    fault {fault.word} → {fault.experiment} {escape(str(fault.variables))}"
             )
-            if not scenario.faults:
-                _console.print("  no fault: load and expectations only")
-            for fault in scenario.faults:
-                _console.print(f"  line {fault.line}: {escape(fault.step)}")
-                _console.print(
-                    f"    fault {fault.word} → {fault.experiment} {escape(str(fault.variables))}"
-                )
-                _console.print(f"    reaches {escape(fault.reach)}: {', '.join(fault.replicas)}")
-    _console.print(f"target {target.name!r} ({target.kind}, {args.target}); nothing was touched")
+            _console.print(f"    reaches {escape(fault.reach)}: {', '.join(fault.replicas)}")
+    _console.print(
+        f"target {target.name!r} ({target.kind}, {args.target}) checked; nothing was touched"
+    )
     return 0
 
 
@@ -137,13 +161,63 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_kind(path: Path) -> str:
+    """``target``, ``slo`` or ``feature``: what a file given to ``validate`` is."""
+    if path.is_dir() or path.suffix == ".feature":
+        return "feature"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return "target"  # the target check names the file and what is wrong with it
+    if isinstance(data, dict) and "kind" not in data and set(data) <= set(SLOFile.model_fields):
+        return "slo"
+    return "target"
+
+
 def _validate(args: argparse.Namespace) -> int:
-    for path in args.files:
-        target = load_target_file(path)
+    kinds = {path: _file_kind(path) for path in args.paths}
+    features = [p for p, kind in kinds.items() if kind == "feature"]
+    for path, kind in kinds.items():
+        if kind == "slo":
+            slo = load_slo(path)
+            _console.print(f"{path}: ok (SLO file, {len(slo.thresholds())} objectives)")
+        elif kind == "target":
+            report = check_run(path, allow_production=args.allow_production)
+            target = report.target
+            slo_text = f", SLO file {target.slo}" if target.slo else ", no SLO file"
+            _console.print(
+                f"{path}: ok ({target.kind} target {target.name!r}, "
+                f"{len(target.services)} services{slo_text})"
+            )
+    if features:
+        report = check_run(
+            args.target, features, args.profiles, allow_production=args.allow_production
+        )
         _console.print(
-            f"{path}: ok ({target.kind} target {target.name!r}, {len(target.services)} services)"
+            f"{len(report.features)} feature file(s), {len(report.plans)} scenario(s): ok "
+            f"against {args.target}"
         )
     return 0
+
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=DEFAULT_TARGET,
+        help="target file the features run against (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        default=profiles.PROFILE_DIR,
+        help="folder of the load profiles the features name (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-production",
+        action="store_true",
+        help="a Kubernetes context matching the target's production patterns is allowed",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.set_defaults(handler=handler)
     plan = commands.add_parser("plan", help="what each scenario will do, before anything runs")
-    plan.add_argument("features", nargs="+", type=Path)
-    plan.add_argument("--target", type=Path, default=DEFAULT_TARGET)
+    plan.add_argument("features", nargs="+", type=Path, help="feature files or folders")
+    _check_options(plan)
     plan.add_argument(
         "--max-replicas", type=int, default=None, help="refuse a fault reaching more replicas"
     )
@@ -179,9 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="also records whose harness is still alive"
     )
     cleanup.set_defaults(handler=_cleanup)
-    validate = commands.add_parser("validate", help="check target files")
-    validate.add_argument("files", nargs="+", type=Path)
+    validate = commands.add_parser(
+        "validate",
+        help="check target files, SLO files and features (against --target) before a run",
+    )
+    validate.add_argument(
+        "paths", nargs="+", type=Path, help="target files, SLO files, feature files or folders"
+    )
+    _check_options(validate)
     validate.set_defaults(handler=_validate)
+    add_init_parser(commands)
     return parser
 
 
