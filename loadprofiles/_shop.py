@@ -2,6 +2,9 @@
 
 Journey (and request) names are what SLO objectives refer to: ``browse``, ``product``, ``cart``,
 ``checkout``. The weights make a browse-to-buy funnel.
+
+Not a profile (no shape): ``locust -f loadprofiles/_shop.py`` is refused with a line naming the
+profiles that import it (``shakeout.loadworker.users``); run one of them instead.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The shop's mix over a compressed day: from 30% to 100% of the rate and back each period.
 
-Runs on its own: `locust -f loadprofiles/diurnal.py --headless --host http://127.0.0.1:PORT`
-(options: `locust -f loadprofiles/diurnal.py --help`, section "ShakeOut load"; or SHAKEOUT_*
-environment variables). Under ShakeOut, `shakeout.load` starts it and reads every request.
+Runs on its own: `locust -f loadprofiles/diurnal.py --headless --host http://127.0.0.1:PORT`.
+Options and defaults: `locust -f loadprofiles/diurnal.py --shakeout-help` (section "ShakeOut
+load") or docs/load.md; each is also a SHAKEOUT_* environment variable. Locust's `-t` is the
+run length when `--shakeout-duration` is not given; `-u`/`-r` are refused (`--shakeout-rate`
+sets the load). Under ShakeOut, `shakeout.load` starts it and reads every request.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The shop's mix ramping from 10% to the full rate over `--shakeout-ramp` s, then steady.
 
-Runs on its own: `locust -f loadprofiles/ramp.py --headless --host http://127.0.0.1:PORT`
-(options: `locust -f loadprofiles/ramp.py --help`, section "ShakeOut load"; or SHAKEOUT_*
-environment variables). Under ShakeOut, `shakeout.load` starts it and reads every request.
+Runs on its own: `locust -f loadprofiles/ramp.py --headless --host http://127.0.0.1:PORT`.
+Options and defaults: `locust -f loadprofiles/ramp.py --shakeout-help` (section "ShakeOut
+load") or docs/load.md; each is also a SHAKEOUT_* environment variable. Locust's `-t` is the
+run length when `--shakeout-duration` is not given; `-u`/`-r` are refused (`--shakeout-rate`
+sets the load). Under ShakeOut, `shakeout.load` starts it and reads every request.
 """
 
 from __future__ import annotations

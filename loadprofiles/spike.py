@@ -1,8 +1,10 @@
 """The shop's mix with a spike: 2x the rate for `--shakeout-window` s from `--shakeout-at`.
 
-Runs on its own: `locust -f loadprofiles/spike.py --headless --host http://127.0.0.1:PORT`
-(options: `locust -f loadprofiles/spike.py --help`, section "ShakeOut load"; or SHAKEOUT_*
-environment variables). Under ShakeOut, `shakeout.load` starts it and reads every request.
+Runs on its own: `locust -f loadprofiles/spike.py --headless --host http://127.0.0.1:PORT`.
+Options and defaults: `locust -f loadprofiles/spike.py --shakeout-help` (section "ShakeOut
+load") or docs/load.md; each is also a SHAKEOUT_* environment variable. Locust's `-t` is the
+run length when `--shakeout-duration` is not given; `-u`/`-r` are refused (`--shakeout-rate`
+sets the load). Under ShakeOut, `shakeout.load` starts it and reads every request.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class SpikeShape(ShakeoutShape):
         return Spike(
             options.shakeout_rate,
             options.shakeout_duration,
-            factor=options.shakeout_factor or 2.0,
+            factor=options.shakeout_factor or Spike.factor,
             at_s=options.shakeout_at,
             window_s=options.shakeout_window,
         )

@@ -18,27 +18,42 @@ from one place, Locust's own parser (command line, ``SHAKEOUT_*`` environment, c
   not fire in lockstep: each starts at a random offset within one pacing interval and keeps its
   own phase (a request that outlasts its interval is followed by the next slot of that user's
   own grid, not by an immediate one), so users stay spread after a stall too.
+
+Under plain Locust (``_plain_locust``, on ``init``, before any user starts): ``-t/--run-time``
+is the run length when ``--shakeout-duration`` is not given (the shorter when both are), and the
+start is logged with where the length came from; ``-u/--users`` and ``-r/--spawn-rate`` are
+refused in both models (exit code 2, one line naming ``--shakeout-rate``); a locustfile with
+ShakeOut users and no shape (``_shop.py``) is refused with the profiles that import it.
+``--shakeout-help`` prints Locust's help with these options, which Locust's own ``--help``
+cannot show: it prints before the locustfile, where they are added, is imported.
 """
 
 from __future__ import annotations
 
 import gc
+import inspect
+import logging
 import math
 import random
+import re
+import sys
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn
 
 import gevent
 import gevent.pool
 from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
+from locust.runners import WorkerRunner
 
 from shakeout.loadworker import capture  # noqa: F401  (records every request)
-from shakeout.loadworker.shapes import Shape
+from shakeout.loadworker.shapes import OPTIONS, Shape, settle_run_length
 
 Journey = Callable[["ShakeoutUser", dict[str, Any]], None]
+_log = logging.getLogger(__name__)
 GRACE_S = 3.0  # in-flight requests may finish this long after the shape's end
 SPIN_MARGIN_S = 0.0015
 """Open model: wake up this long before a request is due; it then yields until it is due."""
@@ -63,29 +78,128 @@ class DroppedRequest(Exception):
     """The open model could not launch a request: too many already in flight."""
 
 
+HELP = (
+    "Options of the ShakeOut profiles (docs/load.md), also settable as the environment variables "
+    "named. Locust's -t/--run-time is the run length when --shakeout-duration is not given (the "
+    "shorter when both are); -u/--users and -r/--spawn-rate are refused: --shakeout-rate sets the "
+    "load. Locust's own --help prints before it imports the locustfile, so it cannot list this "
+    "section: --shakeout-help does."
+)
+
+
 def _options(parser: Any) -> None:
-    group = parser.add_argument_group("ShakeOut load")
+    group = parser.add_argument_group("ShakeOut load", HELP)
+    group.add_argument(
+        "--shakeout-help", action="help", help="show this help, ShakeOut's options included"
+    )
+    for option in OPTIONS:
+        extra = {"choices": list(option.choices)} if option.choices else {}
+        group.add_argument(
+            option.flag,
+            env_var=option.env,
+            default=option.default,
+            type=option.kind,
+            metavar=option.metavar,
+            help=option.help,
+            **extra,
+        )
 
-    def add(name: str, env: str, default: Any, kind: type, text: str, **kw: Any) -> None:
-        group.add_argument(name, env_var=env, default=default, type=kind, help=text, **kw)
 
-    add("--shakeout-rate", "SHAKEOUT_RATE", 20.0, float, "base rate, requests per second")
-    add("--shakeout-duration", "SHAKEOUT_DURATION_S", 60.0, float, "run length in seconds")
-    add("--shakeout-model", "SHAKEOUT_MODEL", "open", str, "open or closed",
-        choices=["open", "closed"])  # fmt: skip
-    add("--shakeout-arrivals", "SHAKEOUT_ARRIVALS", "constant", str, "open model arrivals",
-        choices=["constant", "poisson"])  # fmt: skip
-    add("--shakeout-workers", "SHAKEOUT_WORKERS", 1, int, "worker processes sharing the rate")
-    add("--shakeout-user-rps", "SHAKEOUT_USER_RPS", 2.0, float, "closed model: rate per user")
-    add("--shakeout-max-in-flight", "SHAKEOUT_MAX_IN_FLIGHT", 2000, int,
-        "open model: outstanding requests per worker before arrivals are dropped")  # fmt: skip
-    add("--shakeout-max-requests", "SHAKEOUT_MAX_REQUESTS", 10_000_000, int,
-        "hard cap on requests per run (every load loop is bounded in time and count)")  # fmt: skip
-    add("--shakeout-at", "SHAKEOUT_AT_S", 10.0, float, "spike/surge: when it starts (s)")
-    add("--shakeout-window", "SHAKEOUT_WINDOW_S", 10.0, float, "spike: how long it lasts (s)")
-    add("--shakeout-factor", "SHAKEOUT_FACTOR", 0.0, float, "spike/surge factor (0: default)")
-    add("--shakeout-period", "SHAKEOUT_PERIOD_S", 60.0, float, "diurnal: one day lasts (s)")
-    add("--shakeout-ramp", "SHAKEOUT_RAMP_S", 30.0, float, "ramp: time to the full rate (s)")
+def _refuse(message: str) -> NoReturn:
+    """End Locust before anything starts, with a one-line reason (and argparse's exit code)."""
+    sys.stderr.write(f"locust: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
+
+
+def _journeys_module_message(locustfile: str, user_classes: list[type]) -> str:
+    """Why a locustfile with ShakeOut users and no ShakeoutShape does not run, and what does."""
+    path = Path(inspect.getfile(user_classes[0]))
+    stem = re.escape(path.stem)
+    imports = re.compile(rf"^\s*(from\s+{stem}\s+import|import\s+{stem}\b)", re.MULTILINE)
+    profiles = sorted(
+        p.stem
+        for p in path.parent.glob("*.py")
+        if p != path and not p.stem.startswith("_") and imports.search(p.read_text("utf-8"))
+    )
+    names = ", ".join(sorted(c.__name__ for c in user_classes))
+    where = path.parent.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path.parent
+    run = f"; run one of them: locust -f {where}/<profile>.py" if profiles else ""
+    return (
+        f"{locustfile} is a journeys module (ShakeOut users: {names}), not a load profile: it "
+        f"has no load shape (ShakeoutShape subclass). Profiles that use it: "
+        f"{', '.join(profiles) or 'none in ' + str(where)}{run}"
+    )
+
+
+def _common_options_message(options: Any, locustfile: str) -> str | None:
+    """Why Locust's -u/-r do not apply to a ShakeOut profile, and what to use instead."""
+    given = [
+        flag
+        for flag, value in (
+            ("-u/--users", options.num_users),
+            ("-r/--spawn-rate", options.spawn_rate),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    flags = f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to"
+    rate = options.shakeout_rate
+    if options.shakeout_model == "open":
+        return (
+            f"{locustfile}: {flags} ShakeOut's open model, which launches requests on schedule "
+            f"at --shakeout-rate ({rate:g} rps here), with no users to count or spawn; "
+            "use --shakeout-rate instead"
+        )
+    return (
+        f"{locustfile}: {flags} ShakeOut's closed model, whose users follow the shape's rate "
+        f"(--shakeout-rate {rate:g} / --shakeout-user-rps {options.shakeout_user_rps:g} = "
+        f"{closed_users(rate, options)} users at the base rate, spawned within a second); "
+        "use --shakeout-rate (and --shakeout-user-rps) instead"
+    )
+
+
+def _plain_locust(environment: Any, **_: Any) -> None:
+    """Checks and settles what plain Locust's options mean for a ShakeOut profile (``init``:
+    after parsing, before any user starts). Workers take their options from the master."""
+    options = environment.parsed_options
+    if options is None or not hasattr(options, "shakeout_model"):
+        return
+    locustfile = getattr(options, "locustfile", None) or environment.locustfile
+    shape = environment.shape_class
+    ours = [c for c in environment.user_classes if issubclass(c, ShakeoutUser)]
+    if not isinstance(shape, ShakeoutShape):
+        if ours:
+            _refuse(_journeys_module_message(locustfile, ours))
+        return
+    if isinstance(environment.runner, WorkerRunner):
+        settle_run_length(options)  # replaced by the master's when it spawns users here
+        return
+    message = _common_options_message(options, locustfile)
+    if message:
+        _refuse(message)
+    source = settle_run_length(options)
+    # Locust's web UI hides its users/spawn-rate/run-time fields for such a shape (the class
+    # says True only so that Locust does not warn, before this, that -t is ignored); this
+    # instance's own attribute shadows the class's.
+    instance: Any = shape
+    instance.use_common_options = False
+    model = (
+        f"open model ({options.shakeout_arrivals} arrivals)"
+        if options.shakeout_model == "open"
+        else "closed model (latency under-reports stalls)"
+    )
+    _log.info(
+        "ShakeOut profile %s: %s, %s; run length %g s from %s, then up to %g s for requests "
+        "in flight",
+        locustfile,
+        shape.build(options),
+        model,
+        options.shakeout_duration,
+        source,
+        GRACE_S,
+    )
 
 
 def _test_start(**_: Any) -> None:
@@ -99,6 +213,7 @@ def _test_start(**_: Any) -> None:
 
 
 events.init_command_line_parser.add_listener(_options)
+events.init.add_listener(_plain_locust)
 events.test_start.add_listener(_test_start)
 
 
@@ -111,6 +226,7 @@ class ShakeoutShape(LoadTestShape):
     """Turns a profile's :class:`Shape` into Locust user counts for the chosen model."""
 
     abstract = True
+    use_common_options = True  # -t is read, -u/-r refused, by ShakeOut itself (_plain_locust)
 
     def build(self, options: Any) -> Shape:
         """The profile's shape from the parsed options."""
@@ -120,6 +236,8 @@ class ShakeoutShape(LoadTestShape):
         """Users wanted now; None once the shape (plus a grace for in-flight work) is over."""
         assert self.runner is not None
         options: Any = self.runner.environment.parsed_options
+        if options.shakeout_duration is None:
+            settle_run_length(options)
         shape = self.build(options)
         t = self.get_run_time()
         if t >= shape.duration_s + GRACE_S:
@@ -161,7 +279,10 @@ class ShakeoutUser(FastHttpUser):
             shape_class = self.environment.shape_class
             if not isinstance(shape_class, ShakeoutShape):
                 raise RuntimeError("a ShakeOut profile needs a ShakeoutShape subclass")
-            self._cached_shape = shape_class.build(self.environment.parsed_options)
+            options = self.environment.parsed_options
+            if options.shakeout_duration is None:
+                settle_run_length(options)
+            self._cached_shape = shape_class.build(options)
         return self._cached_shape
 
     def _random(self) -> random.Random:
