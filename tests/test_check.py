@@ -18,6 +18,9 @@ from rich.console import Console
 from shakeout import cli, profiles
 from shakeout.check import check_run
 from shakeout.errors import ConfigError
+from shakeout.load import LoadSpec
+from shakeout.loadworker.shapes import OPTIONS
+from shakeout.vocabulary import SHAPE_SETTINGS, shape_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "targets" / "local.yaml"
@@ -278,3 +281,55 @@ def test_features_from_anywhere_with_unregistered_tags_are_collected(tmp_path: P
     assert "test_a_crashlooping" not in result.stdout  # the library is left out
     selected = _pytest_steps(tmp_path, str(tmp_path / "drills"), "--collect-only", "-m", "brownout")
     assert "1 test collected" in selected.stdout
+
+
+def test_a_misspelt_target_field_is_named_with_the_nearest_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "t.yaml"
+    target.write_text(
+        "name: shop\nkind: local\nplatform:\n  router: {retrys: 1}\nservices:\n  gateway:\n"
+        "    command: [x, '{port}']\n    helth: {ready: /x}\n",
+        encoding="utf-8",
+    )
+    err = _refused("validate", str(target), capsys=capsys)
+    assert (
+        "t.yaml:4: field platform.router.retrys: Extra inputs are not permitted; did you "
+        "mean 'retries'?"
+    ) in err
+    assert (
+        "t.yaml:8: field services.gateway.helth: Extra inputs are not permitted; did you "
+        "mean 'health'?"
+    ) in err
+
+
+def test_a_missing_gateway_names_the_field_and_the_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "t.yaml"
+    target.write_text(
+        "name: mine\nkind: local\nservices:\n  httpbin: {command: [x, '{port}']}\n",
+        encoding="utf-8",
+    )
+    err = _refused("validate", str(target), capsys=capsys)
+    assert (
+        "platform.gateway names 'gateway', which is not in services: it is the service that "
+        "load and checks go to (through the router), default 'gateway'; services here: httpbin"
+    ) in err
+
+
+def test_shape_settings_of_a_feature_reach_the_profiles_options() -> None:
+    settings = shape_settings("at 5 s, window 3 s and factor 3")
+    assert settings == {"at_s": 5.0, "window_s": 3.0, "factor": 3.0}
+    spec = LoadSpec(ROOT / "loadprofiles" / "spike.py", 20.0, shape_options=tuple(settings.items()))
+    env = spec.environment()
+    envs = {option.env for option in OPTIONS}
+    for name in ("SHAKEOUT_AT_S", "SHAKEOUT_WINDOW_S", "SHAKEOUT_FACTOR"):
+        assert name in envs, name  # the variable a profile's option reads
+    assert (env["SHAKEOUT_AT_S"], env["SHAKEOUT_WINDOW_S"], env["SHAKEOUT_FACTOR"]) == (
+        "5.0",
+        "3.0",
+        "3.0",
+    )
+    for word, (option, _seconds) in SHAPE_SETTINGS.items():
+        assert f"SHAKEOUT_{option.upper()}" in envs, word

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from shakeout.errors import ConfigError
+from shakeout.errors import ConfigError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,6 +46,44 @@ def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _unwrap(tp: Any) -> Any:
+    """The type under ``Annotated[...]`` and ``X | None``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names valid at ``loc`` (the mapping an unknown key was found in)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        origin = get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return []
+            current = info.annotation
+        elif origin is dict:
+            current = get_args(current)[1]
+        elif origin in (list, tuple) and isinstance(part, int):
+            current = get_args(current)[0]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
 def load_yaml_model(path: Path | str, model: type[M], kind: str) -> M:
     """Read a YAML file into a validated model; errors name the file, line and field."""
     path = Path(path)
@@ -70,5 +109,11 @@ def load_yaml_model(path: Path | str, model: type[M], kind: str) -> M:
             loc = tuple(err["loc"])
             line = _line_of(text, loc)
             where = f"{path}:{line}" if line else str(path)
-            problems.append(f"{where}: field {_field_path(loc)}: {err['msg']}")
+            hint = ""
+            if err["type"] == "extra_forbidden" and loc:
+                valid = _fields_at(model, loc[:-1])
+                hint = did_you_mean(str(loc[-1]), valid) or (
+                    f" (fields here: {', '.join(valid)})" if valid else ""
+                )
+            problems.append(f"{where}: field {_field_path(loc)}: {err['msg']}{hint}")
         raise ConfigError(f"invalid {kind}\n  " + "\n  ".join(problems)) from None

@@ -30,6 +30,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from shakeout._yaml import load_yaml_model
 from shakeout.contracts import PaymentsPolicy
+from shakeout.errors import did_you_mean
 from shakeout.placement import Placement
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
@@ -331,7 +332,10 @@ class LocalTarget(_Model):
     def _gateway_exists(self) -> LocalTarget:
         if self.platform.gateway not in self.services:
             raise ValueError(
-                f"platform.gateway names {self.platform.gateway!r}, which is not in services"
+                f"platform.gateway names {self.platform.gateway!r}, which is not in services: "
+                "it is the service that load and checks go to (through the router), default "
+                f"'gateway'; services here: {', '.join(self.services)}"
+                + did_you_mean(self.platform.gateway, self.services)
             )
         ports = [s.port for s in self.services.values() if s.port]
         if len(ports) != len(set(ports)):

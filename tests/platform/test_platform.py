@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -300,3 +301,21 @@ def test_only_replicas_not_needed_to_serve_yet_start_at_low_priority(tmp_path: P
         return found
 
     assert asyncio.run(decide()) == [False, True, True, False]
+
+
+def test_a_health_path_never_ready_is_named_in_the_timeout(
+    tmp_path: Path, runtime_dir: Path, no_leftovers: None
+) -> None:
+    target = tmp_path / "mine.yaml"
+    target.write_text(
+        "name: mine\nkind: local\nplatform: {gateway: web, zones: [a], ready_timeout_s: 2}\n"
+        "services:\n  web:\n    command: ['{python}', -m, http.server, --bind, 127.0.0.1,"
+        " '{port}']\n    replicas: 1\n    health: {ready: /nope}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PlatformError) as caught:
+        lifecycle.up(target)
+    message = " ".join(str(caught.value).split())
+    assert "not every replica became ready within platform.ready_timeout_s=2 s" in message
+    assert re.search(r"web-0 \(\w+, readiness probe GET /nope not answered 2xx/3xx;", message)
+    assert "field services.web.health.ready" in message
