@@ -127,6 +127,28 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return FeatureModule.from_parent(parent, path=file_path)
 
 
+def _scenario_key(item: pytest.Item) -> tuple[str, str, str] | None:
+    template = scenario_wrapper_template_registry.get(getattr(item, "function", None))  # type: ignore[arg-type]
+    if template is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    return template.feature.filename, template.name, callspec.id if callspec else ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A scenario a test module already binds (its own ``scenarios(...)`` call) is not run a
+    second time from its ``.feature`` file collected in the same folder."""
+    bound = {
+        key
+        for item in items
+        if not isinstance(item.parent, FeatureModule) and (key := _scenario_key(item))
+    }
+    twice = [i for i in items if isinstance(i.parent, FeatureModule) and _scenario_key(i) in bound]
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = [item for item in items if item not in twice]
+
+
 def pytest_bdd_apply_tag(tag: str, function: object) -> None:
     """A feature's tags need no registration: each is registered as a marker when first seen
     (with ``--strict-markers`` an unregistered tag would stop the collection of everything)."""

@@ -333,3 +333,29 @@ def test_shape_settings_of_a_feature_reach_the_profiles_options() -> None:
     )
     for word, (option, _seconds) in SHAPE_SETTINGS.items():
         assert f"SHAKEOUT_{option.upper()}" in envs, word
+
+
+def test_a_scenario_its_own_test_module_binds_runs_once(tmp_path: Path) -> None:
+    (tmp_path / "features").mkdir()
+    _feature(tmp_path / "features")
+    (tmp_path / "conftest.py").write_text(
+        'pytest_plugins = ["steps.plugin", "steps.drill_steps"]\n', encoding="utf-8"
+    )
+    (tmp_path / "test_mine.py").write_text(
+        "from pytest_bdd import scenarios\n\nscenarios('features')\n", encoding="utf-8"
+    )
+    command = [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-q"]
+    command += ["--rootdir", str(tmp_path), "--collect-only"]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "test_mine.py::test_one_drill" in result.stdout
+    assert "x.feature::" not in result.stdout
+    assert "1/2 tests collected (1 deselected)" in result.stdout
