@@ -323,15 +323,25 @@ class PaymentsPolicy:
         return env
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class SharedKeyDocument:
     """The shared-key file: the key callers send and the previous one, accepted until
-    ``rotated_at + overlap_s`` (epoch seconds) so that a rotation refuses no caller."""
+    ``rotated_at + overlap_s`` (epoch seconds) so that a rotation refuses no caller.
+
+    Its ``repr`` shows the keys' ids, never the keys (a traceback or a failed assertion that
+    prints it ends up in logs and reports)."""
 
     current: str
     previous: str | None = None
     rotated_at: float = 0.0
     overlap_s: float = 0.0
+
+    def __repr__(self) -> str:
+        previous = "None" if self.previous is None else f"<key {key_id(self.previous)}>"
+        return (
+            f"SharedKeyDocument(current=<key {key_id(self.current)}>, previous={previous}, "
+            f"rotated_at={self.rotated_at!r}, overlap_s={self.overlap_s!r})"
+        )
 
     @property
     def previous_until(self) -> float:

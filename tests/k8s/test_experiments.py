@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from shakeout.contracts import key_id
 from shakeout.faults import REGISTRY
 from tests.k8s.conftest import CONTEXT, NAMESPACE, ROOT
 from tests.k8s.fakeapi import FakeApiServer
@@ -194,6 +195,11 @@ def test_key_rotation_patches_the_secret(
     after = json.loads(base64.b64decode(secret["data"]["key.json"]))
     assert after["previous"] == before["current"]
     assert after["current"] != before["current"]
+    # The journal and the chaos log name the keys by id only.
+    assert outputs(journal)["rotate-shared-key"][1]["key_id"] == key_id(after["current"])
+    written = json.dumps(journal) + (tmp_path / "key-rotation.log").read_text(encoding="utf-8")
+    assert before["current"] not in written
+    assert after["current"] not in written
 
 
 def test_secret_store_outage_moves_the_secret_and_brings_it_back(

@@ -1,4 +1,9 @@
-"""Start, find, talk to and stop the embedded platform from the CLI, the drills and faults."""
+"""Start, find, talk to and stop the embedded platform from the CLI, the drills and faults.
+
+Stopping a platform removes its secret store (``shakeout.platform.secrets``) on every path:
+the daemon removes it on its way out, and :func:`down` (or the next :func:`up`, or
+:func:`running` finding a dead daemon) removes what a daemon killed outright left.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from shakeout._process import tail, wait_for
 from shakeout.contracts import ServiceSettings
 from shakeout.errors import PlatformError, PlatformUnreachable
 from shakeout.platform.daemon import bind_all
+from shakeout.platform.secrets import remove_store
 from shakeout.platform.state import PlatformState, pid_alive, read_state, state_dir
 from shakeout.topology import load_target
 
@@ -188,6 +194,7 @@ def running(target_name: str) -> PlatformState | None:
     if not pid_alive(state.pid):
         _reap(state)  # a daemon killed outright: what it left goes now
         state.path.unlink(missing_ok=True)
+        remove_store(state_dir(target_name))
         return None
     return state
 
@@ -212,6 +219,7 @@ def up(target_file: Path | str, owner_pid: int | None = None) -> tuple[PlatformS
         sock.close()
     directory = state_dir(target.name)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_store(directory)  # keys a daemon killed before it was ready left behind
     log_path = directory / "daemon.log"
     command = [
         sys.executable,
@@ -260,19 +268,23 @@ def up(target_file: Path | str, owner_pid: int | None = None) -> tuple[PlatformS
 
 
 def down(target_name: str, timeout_s: float = 10.0) -> bool:
-    """Stop a target's platform and every replica it started; False when none was running."""
+    """Stop a target's platform, every replica it started and its secret store; False when
+    none was running (a secret store a daemon killed before it was ready left goes anyway)."""
     state = read_state(target_name)
     if state is None:
+        remove_store(state_dir(target_name))
         return False
     if pid_alive(state.pid):
         os.kill(state.pid, signal.SIGTERM)
         if not wait_for(lambda: not pid_alive(state.pid), timeout_s):
             os.kill(state.pid, signal.SIGKILL)
+            wait_for(lambda: not pid_alive(state.pid), 5.0)  # gone before its store goes
     # Replicas die with the daemon (PR_SET_PDEATHSIG); make sure of it anyway, with every
     # process of each replica's group: a multi-process server's workers have no such signal,
     # and a frozen worker outlives its leader unless it is killed.
     _reap(state)
     state.path.unlink(missing_ok=True)
+    remove_store(state_dir(target_name))  # the daemon removes it on its way out, unless killed
     return True
 
 
@@ -331,5 +343,5 @@ def _is_replica(pid: int, state: PlatformState) -> bool:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
-    variable = ServiceSettings.ENV["secret_file"]  # set by the platform on every replica
-    return f"{variable}={state_dir(state.target)}".encode() in environ
+    variable = ServiceSettings.ENV["data_dir"]  # set by the platform on every replica
+    return f"{variable}={state_dir(state.target) / 'data'}".encode() in environ.split(b"\0")

@@ -3,7 +3,8 @@
 The daemon writes ``<runtime dir>/<target name>/state.json`` once every replica is ready and
 keeps its list of process ids current. The CLI, the drills and the Chaos Toolkit extension read
 it to find the control API, its token and the gateway URL. The runtime directory is
-``$SHAKEOUT_RUNTIME_DIR`` or ``./reports/platform``.
+``$SHAKEOUT_RUNTIME_DIR`` or ``./reports/platform``. The shared key is not kept there: the
+secret store lives in a private folder outside it (``shakeout.platform.secrets``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def runtime_root() -> Path:
 
 
 def state_dir(target_name: str) -> Path:
-    """Runtime folder of one target's platform (logs, data, shared key, state file)."""
+    """Runtime folder of one target's platform (logs, data, events, audit log, state file)."""
     return runtime_root() / target_name
 
 
@@ -51,10 +52,21 @@ class PlatformState:
     def write(self, directory: Path) -> None:
         """Write atomically, readable by the owner only (it holds the control token)."""
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "state.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        tmp.chmod(0o600)
-        os.replace(tmp, directory / "state.json")
+        write_private(directory / "state.json", json.dumps(asdict(self), indent=2))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text`` in a file only its owner can read.
+
+    The temporary file is created with mode 0600 (never readable by others, whatever the
+    umask, not even for the moment before a ``chmod``) and is never a link someone planted.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def read_state(target_name: str) -> PlatformState | None:

@@ -41,7 +41,15 @@ from shakeout.platform.migration import MigrationJob
 from shakeout.platform.nodes import NodeController
 from shakeout.platform.probes import Probes
 from shakeout.platform.replicas import NotFound, Replica, Rollout, Service
-from shakeout.platform.secrets import audit, watch_outage
+from shakeout.platform.secrets import (
+    SECRET_FILENAME,
+    audit,
+    open_store,
+    remove_store,
+    store_dir,
+    watch_outage,
+)
+from shakeout.platform.state import write_private
 from shakeout.platform.traffic import TrafficStats
 from shakeout.platform.view import ClusterView
 from shakeout.platform.world import World
@@ -57,7 +65,7 @@ class Supervisor:
         self.state_dir = state_dir
         self.log_dir = state_dir / "logs"
         self.data_dir = state_dir / "data"
-        self.secret_file = state_dir / "shared-key.json"
+        self.secret_file = store_dir(state_dir) / SECRET_FILENAME  # private, outside reports
         self.events: deque[dict[str, Any]] = deque(maxlen=5000)
         self._events_file = state_dir / "events.jsonl"
         self._seq = itertools.count(1)
@@ -131,6 +139,7 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.spec.freezer == "auto":  # a cgroup per replica where the machine allows it
             self.world.cgroups = Cgroups.create(f"shakeout-{os.getpid()}")
+        self.secret_file = open_store(self.state_dir)
         self.write_secret(secrets.token_urlsafe(24), previous=None)
         self.config.start()
         self.http_client = aiohttp.ClientSession(
@@ -149,15 +158,19 @@ class Supervisor:
         self.event("platform_started", target=self.target.name)
 
     async def stop(self) -> None:
-        """Stop every replica's process group (continued first), then the background loops."""
-        self.kubelet.stopping = True
-        for task in list(self._tasks):
-            task.cancel()
-        replicas = [r for svc in self.services.values() for r in svc.replicas]
-        await asyncio.gather(*(self.kubelet.stop(r) for r in replicas))
-        await self.world.close()
-        if self.http_client is not None:
-            await self.http_client.close()
+        """Stop every replica's process group (continued first), then the background loops;
+        the secret store goes last, however the rest went."""
+        try:
+            self.kubelet.stopping = True
+            for task in list(self._tasks):
+                task.cancel()
+            replicas = [r for svc in self.services.values() for r in svc.replicas]
+            await asyncio.gather(*(self.kubelet.stop(r) for r in replicas))
+            await self.world.close()
+            if self.http_client is not None:
+                await self.http_client.close()
+        finally:
+            remove_store(self.state_dir)
 
     def all_ready(self) -> bool:
         """True when every replica of a ready zone answers its readiness probe."""
@@ -337,10 +350,7 @@ class Supervisor:
     def write_secret(self, current: str, previous: str | None) -> float:
         """Write the shared-key file atomically; services reload it when it changes."""
         document = SharedKeyDocument(current, previous, time.time(), self.spec.key_overlap_s)
-        tmp = self.secret_file.with_suffix(".tmp")
-        tmp.write_text(document.dumps(), encoding="utf-8")
-        tmp.chmod(0o600)
-        os.replace(tmp, self.secret_file)
+        write_private(self.secret_file, document.dumps())  # 0600, in the store's 0700 folder
         return document.rotated_at
 
     def rotate_key(self) -> float:

@@ -7,7 +7,7 @@ import secrets as secrets_module
 import time
 from typing import Any
 
-from shakeout.contracts import SharedKeyDocument
+from shakeout.contracts import SharedKeyDocument, key_id
 from shakeout.k8s._api import ActivityFailed, ApiException, core, namespace, not_found
 from shakeout.k8s.actions._common import Conf
 
@@ -32,7 +32,9 @@ def rotate_shared_key(configuration: Conf = None, secrets: Conf = None) -> dict[
     The services read the Secret as a mounted file and re-read it when it changes; the kubelet
     refreshes mounted Secrets within its sync period (about a minute), so ``overlap_s``
     (configuration ``shakeout_key_overlap_s``, default 120) must be longer than that. Rotation is
-    forward-only: there is nothing to roll back.
+    forward-only: there is nothing to roll back. What it returns (and so the Chaos Toolkit
+    journal) names the keys by id only (``shakeout.contracts.key_id``); an API error keeps
+    status and reason only, never a body that could echo the Secret.
     """
     ns = namespace(configuration)
     name, key = _secret_name(configuration)
@@ -50,8 +52,17 @@ def rotate_shared_key(configuration: Conf = None, secrets: Conf = None) -> dict[
     overlap = float((configuration or {}).get(OVERLAP_KEY) or 120.0)
     new = SharedKeyDocument(secrets_module.token_urlsafe(32), old.current, time.time(), overlap)
     encoded = base64.b64encode(new.dumps().encode()).decode()
-    core(secrets).patch_namespaced_secret(name, ns, {"data": {key: encoded}})
-    return {"secret": name, "rotated_at": new.rotated_at, "overlap_s": overlap}
+    try:
+        core(secrets).patch_namespaced_secret(name, ns, {"data": {key: encoded}})
+    except ApiException as exc:
+        raise ActivityFailed(f"secret {ns}/{name}: {exc.status} {exc.reason}") from None
+    return {
+        "secret": name,
+        "rotated_at": new.rotated_at,
+        "overlap_s": overlap,
+        "key_id": key_id(new.current),
+        "previous_key_id": key_id(old.current),
+    }
 
 
 def secret_store_down(configuration: Conf = None, secrets: Conf = None) -> dict[str, Any]:
