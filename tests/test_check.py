@@ -359,3 +359,21 @@ def test_a_scenario_its_own_test_module_binds_runs_once(tmp_path: Path) -> None:
     assert "test_mine.py::test_one_drill" in result.stdout
     assert "x.feature::" not in result.stdout
     assert "1/2 tests collected (1 deselected)" in result.stdout
+
+
+def test_dry_run_evaluates_the_kubernetes_allowlists(tmp_path: Path) -> None:
+    target = tmp_path / "prod.yaml"
+    text = KIND.read_text(encoding="utf-8").replace("context: kind-shakeout", "context: prod-eu-1")
+    text = text.replace("allowed_contexts: [kind-shakeout", "allowed_contexts: [prod-eu-1")
+    text = text.replace("slo: ../local.slo.yaml", f"slo: {ROOT / 'targets' / 'local.slo.yaml'}")
+    target.write_text(text, encoding="utf-8")
+    result = _pytest_steps(tmp_path, "--target", str(target), "--dry-run", "-m", "zone")
+    assert result.returncode == 4, result.stdout[-3000:]
+    assert "field cluster.context: 'prod-eu-1' matches the production pattern 'prod'" in (
+        result.stdout
+    )
+    allowed = _pytest_steps(
+        tmp_path, "--target", str(target), "--dry-run", "-m", "zone", "--allow-production"
+    )
+    assert allowed.returncode == 0, allowed.stdout[-3000:]
+    assert "dry run of" in allowed.stdout
