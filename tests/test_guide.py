@@ -66,8 +66,11 @@ def _checkout(tmp_path: Path) -> Path:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
+    # tox constrains its own installs (PIP_CONSTRAINT): a user's shell does not, and the
+    # service's virtualenv is not ShakeOut's (httpbin needs greenlet < 3 on Python 3.11).
+    inherited = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}
     return {
-        **os.environ,
+        **inherited,
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         "SHAKEOUT_RUNTIME_DIR": str(tmp_path / "runtime"),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
