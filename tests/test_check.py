@@ -51,6 +51,20 @@ def _feature(tmp_path: Path, text: str = GOOD, name: str = "x.feature") -> Path:
     return path
 
 
+def _target_file(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _prod_target(tmp_path: Path) -> tuple[Path, str]:
+    """The kind target pointed at a context named like production (and allowed)."""
+    text = KIND.read_text(encoding="utf-8").replace("context: kind-shakeout", "context: prod-eu-1")
+    text = text.replace("allowed_contexts: [kind-shakeout", "allowed_contexts: [prod-eu-1")
+    text = text.replace("slo: ../local.slo.yaml", f"slo: {ROOT / 'targets' / 'local.slo.yaml'}")
+    return _target_file(tmp_path, text, "prod.yaml"), text
+
+
 def _refused(*args: str, capsys: pytest.CaptureFixture[str]) -> str:
     code = cli.main(list(args))
     err = capsys.readouterr().err
@@ -151,11 +165,10 @@ def test_validate_reads_an_slo_file_as_one(capsys: pytest.CaptureFixture[str]) -
 def test_a_missing_service_command_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = tmp_path / "t.yaml"
-    target.write_text(
+    target = _target_file(
+        tmp_path,
         "name: mine\nkind: local\nplatform: {gateway: web}\nservices:\n"
         "  web: {command: [.venv/bin/mysrv, --port, '{port}']}\n",
-        encoding="utf-8",
     )
     err = _refused("validate", str(target), capsys=capsys)
     assert "field services.web.command[0]: '.venv/bin/mysrv' not found" in err
@@ -164,11 +177,7 @@ def test_a_missing_service_command_is_named(
 def test_plan_and_dry_run_evaluate_the_kubernetes_allowlists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = tmp_path / "prod.yaml"
-    text = KIND.read_text(encoding="utf-8").replace("context: kind-shakeout", "context: prod-eu-1")
-    text = text.replace("allowed_contexts: [kind-shakeout", "allowed_contexts: [prod-eu-1")
-    text = text.replace("slo: ../local.slo.yaml", f"slo: {ROOT / 'targets' / 'local.slo.yaml'}")
-    target.write_text(text, encoding="utf-8")
+    target, text = _prod_target(tmp_path)
     feature = _feature(tmp_path)
     err = _refused("plan", "--target", str(target), str(feature), capsys=capsys)
     assert "field cluster.context: 'prod-eu-1' matches the production pattern 'prod'" in err
@@ -180,11 +189,10 @@ def test_plan_and_dry_run_evaluate_the_kubernetes_allowlists(
 
 
 def test_data_checks_on_a_target_without_orders_are_refused(tmp_path: Path) -> None:
-    target = tmp_path / "t.yaml"
-    target.write_text(
+    target = _target_file(
+        tmp_path,
         "name: mine\nkind: local\nplatform: {gateway: web}\nslo: s.yaml\nservices:\n"
         "  web: {command: ['{python}', -m, http.server, '{port}']}\n",
-        encoding="utf-8",
     )
     (tmp_path / "s.yaml").write_text("lost_orders: 0\n", encoding="utf-8")
     text = GOOD.replace('Then the "checkout"', "Then no acknowledged order is lost or duplicated\n"
@@ -286,11 +294,10 @@ def test_features_from_anywhere_with_unregistered_tags_are_collected(tmp_path: P
 def test_a_misspelt_target_field_is_named_with_the_nearest_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = tmp_path / "t.yaml"
-    target.write_text(
+    target = _target_file(
+        tmp_path,
         "name: shop\nkind: local\nplatform:\n  router: {retrys: 1}\nservices:\n  gateway:\n"
         "    command: [x, '{port}']\n    helth: {ready: /x}\n",
-        encoding="utf-8",
     )
     err = _refused("validate", str(target), capsys=capsys)
     assert (
@@ -306,10 +313,9 @@ def test_a_misspelt_target_field_is_named_with_the_nearest_field(
 def test_a_missing_gateway_names_the_field_and_the_services(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = tmp_path / "t.yaml"
-    target.write_text(
+    target = _target_file(
+        tmp_path,
         "name: mine\nkind: local\nservices:\n  httpbin: {command: [x, '{port}']}\n",
-        encoding="utf-8",
     )
     err = _refused("validate", str(target), capsys=capsys)
     assert (
@@ -362,11 +368,7 @@ def test_a_scenario_its_own_test_module_binds_runs_once(tmp_path: Path) -> None:
 
 
 def test_dry_run_evaluates_the_kubernetes_allowlists(tmp_path: Path) -> None:
-    target = tmp_path / "prod.yaml"
-    text = KIND.read_text(encoding="utf-8").replace("context: kind-shakeout", "context: prod-eu-1")
-    text = text.replace("allowed_contexts: [kind-shakeout", "allowed_contexts: [prod-eu-1")
-    text = text.replace("slo: ../local.slo.yaml", f"slo: {ROOT / 'targets' / 'local.slo.yaml'}")
-    target.write_text(text, encoding="utf-8")
+    target, _ = _prod_target(tmp_path)
     result = _pytest_steps(tmp_path, "--target", str(target), "--dry-run", "-m", "zone")
     assert result.returncode == 4, result.stdout[-3000:]
     assert "field cluster.context: 'prod-eu-1' matches the production pattern 'prod'" in (
