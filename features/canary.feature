@@ -18,6 +18,7 @@ Feature: Canary release
     And less than 10% of the error budget is burned
     And the target is back in its steady state after the fault
     And every objective of the SLO file holds
+    And no alert fires
 
   Scenario Outline: A canary of catalog that <regression> is rolled back automatically
     When a canary of "catalog" <change> takes 20% of traffic for 15 seconds

@@ -17,6 +17,7 @@ Feature: Config change rollout
     And the target reports that the config change was applied
     And the target is back in its steady state after the fault
     And every objective of the SLO file holds
+    And no alert fires
 
   Scenario: A harmful flag value is caught in the first zone and rolled back
     When the "catalog.pricing" flag is set to "dynamic"
@@ -25,3 +26,6 @@ Feature: Config change rollout
     And the target reports that the config canary failed
     And the target is back in its steady state after the fault
     And every objective of the SLO file holds
+    And the "ConfigCanaryFailed" alert fires within 10 seconds of the fault's start and resolves within 15 seconds of recovery
+    And every alert that fired names a runbook
+    And the alert is routed to "oncall"

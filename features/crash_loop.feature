@@ -17,3 +17,6 @@ Feature: Service crash loop
     And no acknowledged order is lost or duplicated
     And every objective of the SLO file holds
     And the release of "orders" was rolled back within 15 seconds
+    And the "ReplicaCrashLooping" alert fires within 15 seconds of the fault's start and resolves within 10 seconds of recovery
+    And every alert that fired names a runbook
+    And the alert is routed to "oncall"

@@ -26,3 +26,6 @@ Feature: Dependency degradation and brownout
     And the "checkout" journey's p95 latency stays below 300 ms
     And no acknowledged order is lost or duplicated
     And every objective of the SLO file holds
+    And the "ServiceErrorRateHigh" alert fires within 15 seconds of the fault's start and resolves within 10 seconds of recovery
+    And every alert that fired names a runbook
+    And the alert is routed to "oncall"

@@ -20,6 +20,9 @@ Feature: Availability-zone failure
     And the data-loss window (RPO) is at most 0 seconds
     And the target is back in its steady state after the fault
     And every objective of the SLO file holds
+    And the "ZoneDown" alert fires within 5 seconds of the fault's start and resolves within 10 seconds of recovery
+    And every alert that fired names a runbook
+    And the alert is routed to "oncall"
 
     @quick
     Examples: the zone goes down

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from pytest_bdd import given, parsers, then, when
 
 from shakeout.drill import Drill
-from shakeout.errors import SLOBreach
+from shakeout.errors import AlertingUnavailable, SLOBreach
 from shakeout.events import EVENT_WORDS
 from shakeout.faults import REGISTRY
 from shakeout.slo import Objective, Verdict
@@ -232,3 +234,81 @@ def steady_state_back(drill: Drill) -> None:
 def release_ended(drill: Drill, service: str, ending: str, seconds: int) -> None:
     """The platform rolled the release back, or promoted it, by itself and in time."""
     _require(drill.check_rollout(service, ending.replace(" ", "_"), float(seconds)))
+
+
+# -- alerts (docs/observability.md) ----------------------------------------------------------
+
+
+def _alert_check(check: Callable[[], Verdict | list[Verdict]]) -> None:
+    """Run an alert check; a target without alerting skips the step, saying why."""
+    try:
+        verdicts = check()
+    except AlertingUnavailable as exc:
+        pytest.skip(f"alert step skipped: {exc}")
+    for verdict in verdicts if isinstance(verdicts, list) else [verdicts]:
+        _require(verdict)
+
+
+@then(
+    parsers.re(
+        r'the "(?P<alert>[\w:-]+)" alert fires within (?P<seconds>\d+) seconds of the '
+        r"fault's start"
+    ),
+    converters={"seconds": int},
+)
+def alert_fires(drill: Drill, alert: str, seconds: int) -> None:
+    """The target's Prometheus fired the alert within this time of the fault's start."""
+    _alert_check(lambda: drill.alerts.fires(alert, float(seconds)))
+
+
+@then(
+    parsers.re(
+        r'the "(?P<alert>[\w:-]+)" alert fires within (?P<seconds>\d+) seconds of the '
+        r"fault's start and resolves within (?P<resolve>\d+) seconds of recovery"
+    ),
+    converters={"seconds": int, "resolve": int},
+)
+def alert_fires_and_resolves(drill: Drill, alert: str, seconds: int, resolve: int) -> None:
+    """The alert fired in time and every firing of it ended within this time of recovery
+    (the fault's end, its rollbacks done)."""
+    _alert_check(
+        lambda: [
+            drill.alerts.fires(alert, float(seconds)),
+            drill.alerts.resolves(alert, float(resolve)),
+        ]
+    )
+
+
+@then(
+    parsers.re(
+        r'the "(?P<alert>[\w:-]+)" alert resolves within (?P<seconds>\d+) seconds of recovery'
+    ),
+    converters={"seconds": int},
+)
+def alert_resolves(drill: Drill, alert: str, seconds: int) -> None:
+    """Every firing of the alert ended within this time of recovery (the fault's end)."""
+    _alert_check(lambda: drill.alerts.resolves(alert, float(seconds)))
+
+
+@then("no alert fires")
+def no_alert(drill: Drill) -> None:
+    """Alerts stay quiet: no rule of the target fired from the drill's steady start on."""
+    _alert_check(drill.alerts.quiet)
+
+
+@then("every alert that fired names a runbook")
+def alerts_have_runbooks(drill: Drill) -> None:
+    """Each alert that fired carries a `runbook_url` annotation (and at least one fired)."""
+    _alert_check(drill.alerts.runbooks)
+
+
+@then(parsers.re(r'the "(?P<alert>[\w:-]+)" alert is routed to "(?P<receiver>[\w-]+)"'))
+def alert_routed(drill: Drill, alert: str, receiver: str) -> None:
+    """Alertmanager delivered the alert to this receiver (its notification arrived)."""
+    _alert_check(lambda: drill.alerts.routed(alert, receiver))
+
+
+@then(parsers.re(r'the alert is routed to "(?P<receiver>[\w-]+)"'))
+def alerts_routed(drill: Drill, receiver: str) -> None:
+    """Every alert that fired in the drill reached this receiver."""
+    _alert_check(lambda: drill.alerts.all_routed(receiver))

@@ -322,6 +322,9 @@ def drill(platform: TargetSession, request: pytest.FixtureRequest) -> Iterator[D
         yield run
     finally:
         try:
-            run.close(request.node.stash.get(_CALL_ERROR, None))
+            error = request.node.stash.get(_CALL_ERROR, None)
+            if isinstance(error, pytest.skip.Exception):  # e.g. an alert step, no Prometheus
+                run.skipped, error = str(error.msg), None
+            run.close(error)
         finally:  # the evidence is attached even when cleaning up (e.g. cluster workers) failed
             attach_drill_evidence(run.run_dir, platform.target, request.node.nodeid)

@@ -23,6 +23,8 @@ _MARKERS = (
     b"-m\0locust",
     b"--no-version-check",  # chaos run, as shakeout.chaos.runner starts it
     b"shakeout.chaos._guard",
+    b"/monitoring/prometheus-data",  # the platform's Prometheus and Alertmanager
+    b"/monitoring/alertmanager-data",
 )
 
 

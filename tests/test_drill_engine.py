@@ -85,6 +85,9 @@ class FakeSession:
             "ended_at": T0 + 4.0,
         }
 
+    def alerting(self) -> str:
+        return "this fake target has no alerting"
+
     def steady_state(self) -> tuple[bool, str]:
         self.checks += 1
         steady = self.steady if self.unsteady_from is None else self.checks < self.unsteady_from

@@ -7,12 +7,16 @@ shakeout plan FEATURE... [--target FILE]   what each scenario will do, after the
 shakeout validate PATH... [--target FILE]  check target files, SLO files and features
 shakeout init NAME --command CMD ...       a target, SLO file, profile and feature for a service
 shakeout cleanup [--target FILE]           play the rollbacks a killed run left behind
+shakeout rules SLOFILE [--out FILE] ...    Prometheus alert rules from an SLO file
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,8 +31,9 @@ from rich.table import Table
 from shakeout import profiles
 from shakeout.chaos import undo
 from shakeout.check import check_run
-from shakeout.errors import PlatformError, ShakeoutError
+from shakeout.errors import ConfigError, PlatformError, ShakeoutError
 from shakeout.init import add_parser as add_init_parser
+from shakeout.observability import rules
 from shakeout.platform import lifecycle
 from shakeout.slofile import SLOFile, load_slo
 from shakeout.target import load_target_file, open_session
@@ -200,6 +205,71 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promtool_check(path: Path) -> tuple[bool, str] | None:
+    """``promtool check rules`` on ``path``: whether it passed and what it said; None without
+    promtool on PATH."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return None
+    done = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def _rules(args: argparse.Namespace) -> int:
+    slo = load_slo(args.slofile)
+    alerting = slo.alerting
+    if args.production and alerting is None:
+        raise ConfigError(
+            f"{args.slofile}: --production needs an alerting section (its compression turns "
+            "drill windows into production windows); see docs/observability.md"
+        )
+    runbook_url = args.runbook_url or (alerting.runbook_url if alerting else None)
+    runbook_url = runbook_url or rules.DEFAULT_RUNBOOK_URL
+    try:
+        rules.runbook(runbook_url, "x")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(
+            f"--runbook-url {runbook_url!r}: the only placeholder allowed is {{anchor}}"
+        ) from None
+    if args.scrape_interval is not None and args.scrape_interval < 0.001:
+        raise ConfigError(f"--scrape-interval {args.scrape_interval:g}: give seconds above 0")
+    scrape_s = args.scrape_interval or (60.0 if args.production else 0.5)
+    document = rules.rule_file(
+        slo, scrape_interval_s=scrape_s, runbook_url=runbook_url, production=args.production
+    )
+    count = sum(1 for g in document["groups"] for r in g["rules"] if "alert" in r)
+    what = f"{count} alerts ({'production' if args.production else 'drill'} windows)"
+    if alerting is None or not alerting.journeys:
+        _errors.print(
+            f"{args.slofile}: no alerting.journeys: platform alerts only (docs/observability.md)"
+        )
+    with tempfile.TemporaryDirectory(prefix="shakeout-rules-") as scratch:
+        out = args.out or Path(scratch) / "rules.yml"
+        rules.write_rules(out, document)
+        checked = _promtool_check(out)
+        if args.out is None:
+            sys.stdout.write(out.read_text(encoding="utf-8"))
+            sys.stdout.flush()
+    report = _console if args.out else _errors  # stdout stays the rule file alone
+    if args.out:
+        report.print(f"wrote {what} to {escape(str(args.out))}")
+    if checked is None:
+        report.print("promtool not on PATH: rules not checked (Debian package prometheus)")
+        return 0
+    passed, said = checked
+    if not passed:
+        _errors.print(f"[red]promtool check rules failed:[/]\n{escape(said)}")
+        return 1
+    report.print(f"promtool check rules: {escape(said.splitlines()[-1].strip())}")
+    return 0
+
+
 def _check_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
@@ -263,6 +333,35 @@ def build_parser() -> argparse.ArgumentParser:
     _check_options(validate)
     validate.set_defaults(handler=_validate)
     add_init_parser(commands)
+    rules_parser = commands.add_parser(
+        "rules",
+        help="Prometheus alert rules from an SLO file (checked with promtool when present)",
+    )
+    rules_parser.add_argument("slofile", type=Path, help="SLO file with an alerting section")
+    rules_parser.add_argument(
+        "--out", type=Path, default=None, help="write the rule file here (default: stdout)"
+    )
+    rules_parser.add_argument(
+        "--production",
+        action="store_true",
+        help="production windows: every drill window times alerting.compression",
+    )
+    rules_parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the Prometheus scrape interval in seconds; no window is shorter than 4 of them "
+        "(default: 0.5, or 60 with --production)",
+    )
+    rules_parser.add_argument(
+        "--runbook-url",
+        default=None,
+        metavar="URL",
+        help="runbook URL template, {anchor} the alert's name in lower case (default: the SLO "
+        f"file's alerting.runbook_url, else {rules.DEFAULT_RUNBOOK_URL})",
+    )
+    rules_parser.set_defaults(handler=_rules)
     return parser
 
 

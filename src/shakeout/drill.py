@@ -41,6 +41,7 @@ from shakeout.judge import (
 )
 from shakeout.ledger import Ledger, Outcome
 from shakeout.load import Arrivals, LoadRun, LoadSpec, Model, Progress
+from shakeout.observability.checks import AlertChecks
 from shakeout.records import Impact
 from shakeout.session import TargetSession
 from shakeout.slo import (
@@ -90,6 +91,8 @@ class Drill:
         self.injector = FaultInjector(platform, self.run_dir, lambda: self.load, progress)
         self.started_at = time.time()
         self._events_since = self._last_event()
+        self.skipped: str | None = None  # why a step skipped (the rest was still judged)
+        self.alerts = AlertChecks(platform, self.ledger, self.phases, self.started_at)
 
     # -- load --------------------------------------------------------------------------------
 
@@ -185,8 +188,14 @@ class Drill:
         self.injector.steady_state_timeout_s = value
 
     def wait_until_steady(self, timeout_s: float | None = None) -> float:
-        """Wait for the target's steady state; return the seconds waited (PlatformError)."""
-        return self.injector.wait_until_steady(timeout_s)
+        """Wait for the target's steady state and, where it has alerting, for no alert to be
+        firing (see :class:`AlertChecks`); return the seconds waited (PlatformError)."""
+        started = time.monotonic()
+        self.injector.wait_until_steady(timeout_s)
+        self.alerts.wait_until_quiet(
+            self.steady_state_timeout_s if timeout_s is None else timeout_s
+        )
+        return time.monotonic() - started
 
     def inject(self, fault: str, **variables: str | float | int) -> FaultRun:
         """Run the experiment behind a fault word to its end, rollbacks included (see
@@ -398,9 +407,15 @@ class Drill:
         if self.slo is not None and self.load is not None:
             budget = budget_burned_pct(self.load.recorder, self._budget())
         aborted = any(f.abort_reason for f in self.faults)
-        return self.ledger.document(
+        document = self.ledger.document(
             self.name, self.platform.target, self.phases(), budget, error, aborted
         )
+        document["alerts"] = self.alerts.document()
+        if self.skipped is not None:  # what was asked was not all judged: never a plain pass
+            document["skipped"] = self.skipped
+            if document["outcome"] == "pass":
+                document["outcome"] = "inconclusive"
+        return document
 
     def close(self, error: BaseException | None = None) -> Path:
         """Stop the load, save the summary, the verdicts and the platform's events; return

@@ -56,3 +56,8 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     # difflib's ratio is the standard library's own fuzzy match; nothing better-kept is needed.
     near = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {near[0]!r}?" if near else ""
+
+
+class AlertingUnavailable(ShakeoutError):
+    """The target has no alerting to read (Prometheus not installed, none named): the alert
+    steps skip with this reason, never pass."""

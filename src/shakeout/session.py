@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shakeout.datacheck import OrderStore, ShopOrders
 from shakeout.errors import ConfigError, PlatformError
+from shakeout.observability.alerts import AlertSource
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
 from shakeout.topology import LocalTarget
@@ -94,6 +95,11 @@ class TargetSession(Protocol):
         """Whether the target is in its steady state, and what is not when it is not."""
         ...
 
+    def alerting(self) -> AlertSource | str:
+        """Where the target's alerts are read, or why they cannot be (the alert steps skip
+        with that reason)."""
+        ...
+
 
 def _slo_path(target_file: str | Path, slo: str | None) -> Path | None:
     return Path(target_file).parent / slo if slo else None
@@ -169,6 +175,23 @@ class LocalSession:
             raise ConfigError(f"no service {service!r} on target {self.state.target!r}")
         rollout: dict[str, Any] | None = services[service]["rollout"]
         return rollout
+
+    def alerting(self) -> AlertSource | str:
+        """The platform's own Prometheus and Alertmanager, with its recording receiver."""
+        state = self.state
+        if state.prometheus_url is None:
+            return state.monitoring_absent or "the platform runs no Prometheus"
+
+        def notifications(since: float) -> list[dict[str, Any]]:
+            with PlatformClient(state) as client:
+                return client.notifications(since)
+
+        return AlertSource(
+            state.prometheus_url,
+            state.alertmanager_url,
+            self.spec.platform.observability.evaluation_interval_s,
+            notifications,
+        )
 
     def steady_state(self) -> tuple[bool, str]:
         """Every replica ready and no rollout still progressing."""

@@ -31,6 +31,7 @@ Kind = Literal[
     "steady_state",
     "rollout",
     "event",
+    "alert",
 ]
 Metric = Literal["latency", "error_rate", "availability"]
 
@@ -65,7 +66,7 @@ def _number(value: float | None, unit: str) -> str:
         return f"{value:.1f} s"
     if unit == "x":
         return f"{value:.1f}x"
-    if unit in ("orders", "events"):
+    if unit in ("orders", "events", "alerts", "notifications", "without one"):
         return f"{value:g} {unit}"
     return f"{value:g}"
 
@@ -116,7 +117,7 @@ class Verdict:
         text = f"{head}: {self.objective} over {self.window}: observed {self.observed_text()}"
         if self.kind == "data":
             text += f" ({self.samples} acknowledged orders)"
-        elif self.kind not in ("steady_state", "rollout", "event"):
+        elif self.kind not in ("steady_state", "rollout", "event", "alert"):
             text += f" ({self.samples} requests)"
         if self.note:
             text += f"; {self.note}"

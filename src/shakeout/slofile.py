@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shakeout._yaml import load_yaml_model
+from shakeout.errors import did_you_mean
 
 
 class _Model(BaseModel):
@@ -72,6 +74,36 @@ class StopConditionSpec(_Model):
         return self
 
 
+class JourneySelector(_Model):
+    """Where a journey is seen server-side: the service, method and route template of its
+    requests in ``shakeout_http_requests_total`` (the selectors of its alert rules)."""
+
+    service: Annotated[str, Field(min_length=1)]
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    route: Annotated[str, Field(pattern=r"^/")]
+
+
+class Alerting(_Model):
+    """The alert rules generated from the file (``shakeout rules``): how drill time maps to
+    production time, where runbooks live, and each alerted journey's selectors. A journey an
+    objective names but ``journeys`` does not gets no journey alerts."""
+
+    compression: Annotated[float, Field(ge=1)] = 360
+    runbook_url: str = "docs/runbooks.md#{anchor}"
+    journeys: dict[str, JourneySelector] = {}
+
+    @field_validator("runbook_url")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        try:
+            value.format(anchor="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"the only placeholder allowed is {{anchor}} (the alert's name, lower-case): {exc}"
+            ) from None
+        return value
+
+
 class SLOFile(_Model):
     """The whole SLO file."""
 
@@ -85,6 +117,33 @@ class SLOFile(_Model):
     lost_orders: Annotated[int, Field(ge=0)] | None = None
     rpo_s: Annotated[float, Field(ge=0)] | None = None
     stop_condition: StopConditionSpec | None = None
+    alerting: Alerting | None = None
+
+    @model_validator(mode="after")
+    def _alerted_journeys_have_objectives(self) -> SLOFile:
+        if self.alerting is None:
+            return self
+        named = sorted({o.journey for o in self.latency} | {o.journey for o in self.error_rate})
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_journey",
+                    f"no latency or error_rate objective names journey {journey!r}: nothing to "
+                    "alert on"
+                    + (
+                        did_you_mean(journey, named)
+                        or f" (journeys with objectives: {', '.join(named) or 'none'})"
+                    ),
+                ),
+                loc=("alerting", "journeys", journey),
+                input=journey,
+            )
+            for journey in self.alerting.journeys
+            if journey not in named
+        ]
+        if problems:  # raised as is, so the error names the journey's own line and field
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
 
     def thresholds(self) -> list[str]:
         """Every objective of the file with the threshold it applies, one line each, so a

@@ -69,6 +69,9 @@ class ServiceSpec(_Model):
     health: HealthSpec = HealthSpec()
     env: dict[str, str] = {}
     version: str = "v1"
+    # Where a replica serves Prometheus metrics (the reference services: /metrics); None: the
+    # service is not scraped (the platform's router still counts its answers).
+    metrics_path: Annotated[str, Field(pattern=r"^/")] | None = None
 
     @field_validator("command")
     @classmethod
@@ -283,6 +286,33 @@ class NodesSpec(_Model):
     grace_s: Annotated[float, Field(gt=0, le=600)] = 1.0
 
 
+class ObservabilitySpec(_Model):
+    """Prometheus and Alertmanager beside the platform (``docs/observability.md``).
+
+    ``prometheus: auto`` starts both with the platform when their binaries are on PATH
+    (Debian's ``prometheus`` and ``prometheus-alertmanager``); without them the platform runs
+    and the alert steps are skipped with the reason. ``rules``: ``slo`` generates the alert
+    rules from the target's SLO file (``shakeout rules``), anything else is a rule file
+    (relative to the target file). ``alertmanager``: ``generated`` routes every alert to
+    ``receiver`` (a webhook into the platform that records what it got), anything else is an
+    Alertmanager config file (relative to the target file).
+    """
+
+    prometheus: Literal["auto", "off"] = "auto"
+    scrape_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 0.5
+
+    @field_validator("prometheus", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` as false (and `on` as true): take them as meant.
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
+    evaluation_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 0.5
+    rules: str = "slo"
+    alertmanager: str = "generated"
+    receiver: Annotated[str, Field(pattern=_NAME)] = "oncall"
+
+
 class PlatformSpec(_Model):
     """Behaviour of the embedded platform as a whole."""
 
@@ -315,6 +345,7 @@ class PlatformSpec(_Model):
     # at once (saturated). A service not listed has no limit.
     capacity: dict[Annotated[str, Field(pattern=_NAME)], Annotated[float, Field(gt=0)]] = {}
     autoscaler: AutoscalerSpec = AutoscalerSpec()
+    observability: ObservabilitySpec = ObservabilitySpec()
 
 
 class LocalTarget(_Model):

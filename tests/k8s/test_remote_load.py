@@ -238,6 +238,9 @@ class RemoteSession:
     def rollout(self, service: str) -> dict[str, Any] | None:
         return None
 
+    def alerting(self) -> str:
+        return "this fake target has no alerting"
+
     def steady_state(self) -> tuple[bool, str]:
         return True, ""
 

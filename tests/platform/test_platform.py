@@ -18,6 +18,7 @@ import pytest
 
 from shakeout._process import wait_for
 from shakeout.errors import ConfigError, PlatformError
+from shakeout.observability.prometheus import find_binaries
 from shakeout.platform import lifecycle
 from shakeout.platform.replicas import Replica
 from shakeout.platform.state import PlatformState, pid_alive
@@ -224,7 +225,8 @@ def test_port_in_use_fails_before_anything_starts(
 def test_down_stops_every_process(runtime_dir: Path, no_leftovers: None) -> None:
     state, _ = lifecycle.up(LOCAL)
     pids = [state.pid, *state.replica_pids]
-    assert len(pids) == 13
+    monitoring = 2 if find_binaries() else 0  # Prometheus and Alertmanager, where installed
+    assert len(pids) == 1 + 12 + monitoring
     assert lifecycle.down(state.target)
     assert not any(pid_alive(p) for p in pids)
     assert lifecycle.running(state.target) is None

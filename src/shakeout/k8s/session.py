@@ -33,6 +33,7 @@ from shakeout.k8s.probes import _unavailable, rollout_state
 from shakeout.k8s.target import KubernetesTarget, check_allowlists, load_kubernetes_target
 from shakeout.k8s.workers import WORKER_OBJECTS, create_or_replace, delete_and_wait
 from shakeout.load import LoadSpec as LoadRunSpec
+from shakeout.observability.alerts import AlertSource
 
 PORT_FORWARD_TIMEOUT_S = 20.0
 # The port the harness's Locust master listens on: ``shakeout.load.LoadRun`` starts it without
@@ -347,6 +348,16 @@ class KubernetesSession:
         if problems:
             return False, "; ".join(problems)
         return True, f"{len(deployments)} Deployments available"
+
+    def alerting(self) -> AlertSource | str:
+        """The cluster's Prometheus and Alertmanager named by the target file (``alerting``);
+        notifications are read from Alertmanager's API while the alert is active."""
+        spec = self.spec.alerting
+        if spec is None:
+            return (
+                f"{self.target_file}: no alerting.prometheus_url: the cluster's alerts are not read"
+            )
+        return AlertSource(spec.prometheus_url, spec.alertmanager_url, spec.evaluation_interval_s)
 
     def __enter__(self) -> KubernetesSession:
         return self

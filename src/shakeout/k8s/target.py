@@ -91,6 +91,23 @@ class LoadSpec(_Model):
     master_port: Annotated[int, Field(ge=1, le=65535)] = 5557
 
 
+class AlertingSpec(_Model):
+    """The cluster's own Prometheus and Alertmanager, read by the alert steps (reachable from
+    where ShakeOut runs: an ingress, or a ``kubectl port-forward`` you keep open)."""
+
+    prometheus_url: str
+    alertmanager_url: str | None = None
+    evaluation_interval_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @model_validator(mode="after")
+    def _http(self) -> AlertingSpec:
+        for name in ("prometheus_url", "alertmanager_url"):
+            value = getattr(self, name)
+            if value is not None and not re.match(r"^https?://", value):
+                raise ValueError(f"alerting.{name} {value!r} must start with http:// or https://")
+        return self
+
+
 class ServiceReplicas(_Model):
     """How many replicas a service's Deployment runs (for the blast-radius cap)."""
 
@@ -114,6 +131,7 @@ class KubernetesTarget(_Model):
     services: dict[Annotated[str, Field(pattern=_NAME)], ServiceReplicas]
     faults: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
     slo: str | None = None
+    alerting: AlertingSpec | None = None  # None: the alert steps skip, saying so
 
     def placement(self) -> Placement:
         """The expected replicas per Deployment over the zones: a cluster places pods its
@@ -149,10 +167,16 @@ def check_allowlists(target: KubernetesTarget, target_file: Path, allow_producti
             f"{where}: field cluster.namespace: {c.namespace!r} is not in "
             f"cluster.allowed_namespaces {c.allowed_namespaces}"
         )
-    for pattern in c.production_patterns:
-        if re.search(pattern, c.context, re.IGNORECASE) and not allow_production:
-            raise ConfigError(
-                f"{where}: field cluster.context: {c.context!r} matches the production "
-                f"pattern {pattern!r} (cluster.production_patterns); refusing to inject faults "
-                "there without --allow-production"
-            )
+    names = {"cluster.context": c.context}
+    if target.alerting is not None:  # the alerting a drill reads is held to the same rules
+        names["alerting.prometheus_url"] = target.alerting.prometheus_url
+        if target.alerting.alertmanager_url:
+            names["alerting.alertmanager_url"] = target.alerting.alertmanager_url
+    for field_name, value in names.items():
+        for pattern in c.production_patterns:
+            if re.search(pattern, value, re.IGNORECASE) and not allow_production:
+                raise ConfigError(
+                    f"{where}: field {field_name}: {value!r} matches the production "
+                    f"pattern {pattern!r} (cluster.production_patterns); refusing to inject "
+                    "faults there without --allow-production"
+                )

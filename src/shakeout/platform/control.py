@@ -29,6 +29,8 @@ POST /v1/migrations/orders             {"to": "v2" | "v1"}: migrate the orders s
 from __future__ import annotations
 
 import hmac
+import json
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -205,6 +207,41 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
     async def migration_status(request: Request) -> JSONResponse:
         return JSONResponse(await supervisor.migrations.status())
 
+    notifications: list[dict[str, Any]] = []
+
+    async def notify(request: Request) -> JSONResponse:
+        # Alertmanager's webhook (a receiver that records what it got, as an on-call tool
+        # would): every notification kept with the time it arrived, and journalled.
+        payload = await _body(request)
+        receiver = request.path_params["receiver"]
+        alerts = [
+            {
+                "alertname": str(a.get("labels", {}).get("alertname", "")),
+                "status": str(a.get("status", "")),
+                "labels": a.get("labels", {}),
+                "annotations": a.get("annotations", {}),
+                "startsAt": a.get("startsAt"),
+                "endsAt": a.get("endsAt"),
+            }
+            for a in payload.get("alerts", [])
+            if isinstance(a, dict)
+        ]
+        record = {"t": time.time(), "receiver": receiver, "status": payload.get("status"),
+                  "alerts": alerts}  # fmt: skip
+        notifications.append(record)
+        with (supervisor.state_dir / "notifications.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        supervisor.event(
+            "alert_notified",
+            receiver=receiver,
+            alerts=[f"{a['alertname']} {a['status']}" for a in alerts],
+        )
+        return JSONResponse({"received": len(alerts)})
+
+    async def notified(request: Request) -> JSONResponse:
+        since = float(request.query_params.get("since", "0"))
+        return JSONResponse([n for n in notifications if n["t"] >= since])
+
     async def migrate(request: Request) -> JSONResponse:
         body = MigrateRequest.model_validate(await _body(request))
         return JSONResponse(await supervisor.migrations.migrate(body.to))
@@ -231,6 +268,8 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             Route("/v1/config/revert", config_revert, methods=["POST"]),
             Route("/v1/migrations/orders", migration_status),
             Route("/v1/migrations/orders", migrate, methods=["POST"]),
+            Route("/v1/alerts/notify/{receiver}", notify, methods=["POST"]),
+            Route("/v1/alerts/notifications", notified),
         ],
         exception_handlers={
             NotFound: lambda req, exc: _error(404, str(exc)),

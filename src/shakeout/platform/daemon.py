@@ -25,11 +25,15 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shakeout.contracts import ServiceSettings
 from shakeout.errors import ConfigError, ShakeoutError
+from shakeout.observability.prometheus import Monitoring
 from shakeout.platform.control import create_control_app
+from shakeout.platform.metrics import CONTENT_TYPE, PlatformMetrics
 from shakeout.platform.router import Router
 from shakeout.platform.state import PlatformState, pid_alive
 from shakeout.platform.supervisor import Supervisor
+from shakeout.slofile import SLOFile, load_slo
 from shakeout.topology import LocalTarget, load_target
 
 
@@ -74,19 +78,64 @@ def bind_all(
     return bound, control
 
 
+def _scrape_targets(supervisor: Supervisor) -> list[dict[str, str]]:
+    """Every replica that serves metrics and has a process, for service discovery."""
+    return [
+        {
+            "address": f"127.0.0.1:{r.port}",
+            "service": name,
+            "zone": r.zone,
+            "replica": r.id,
+            "version": r.version,
+            "metrics_path": svc.spec.metrics_path,
+        }
+        for name, svc in supervisor.services.items()
+        if svc.spec.metrics_path is not None
+        for r in svc.replicas
+        if r.port and r.state != "stopped"
+    ]
+
+
 async def serve(target: LocalTarget, target_file: str, directory: Path, owner: int | None) -> None:
     """Run the platform until told to stop; always stop every replica on the way out."""
     sockets, control_sock = bind_all(target, target_file)
     ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
     control_port = control_sock.getsockname()[1]
+    slo: SLOFile | None = load_slo(Path(target_file).parent / target.slo) if target.slo else None
     supervisor = Supervisor(target, directory, ports)
-    router = Router(supervisor, {port: name for name, port in ports.items()})
+    metrics = PlatformMetrics(supervisor)
+    supervisor.on_event.append(metrics.on_event)
+    router = Router(supervisor, {port: name for name, port in ports.items()}, metrics)
+    metrics.attach_router(router.breaker_states)
     token = secrets.token_urlsafe(32)
     control = create_control_app(supervisor, token)
+    monitoring = Monitoring(
+        target.platform.observability,
+        directory / "monitoring",
+        Path(target_file),
+        slo,
+        control_port,
+        token,
+        # The marker `platform cleanup` looks for before it kills a pid a dead daemon left.
+        {**os.environ, ServiceSettings.ENV["data_dir"]: str(supervisor.data_dir)},
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        handler: ASGIApp = control if scope.get("server", (None, 0))[1] == control_port else router
-        await handler(scope, receive, send)
+        if scope.get("server", (None, 0))[1] != control_port:
+            await router(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/metrics":
+            # Read-only and on loopback: scraped without the control token.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": metrics.exposition()})
+        else:
+            handler: ASGIApp = control
+            await handler(scope, receive, send)
 
     config = uvicorn.Config(
         app,
@@ -120,12 +169,17 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
             cgroups = supervisor.world.cgroups
             dataclasses.replace(
                 state,
-                replica_pids=supervisor.pids(),
+                replica_pids=supervisor.pids() + monitoring.pids,
                 cgroup=str(cgroups.base) if cgroups is not None else None,
+                prometheus_url=monitoring.prometheus_url,
+                alertmanager_url=monitoring.alertmanager_url,
+                monitoring_absent=monitoring.absent,
             ).write(directory)
 
     supervisor.on_change.append(record)
+    supervisor.on_change.append(lambda: monitoring.write_targets(_scrape_targets(supervisor)))
     try:
+        await monitoring.start()
         await supervisor.start()
         deadline = time.monotonic() + target.platform.ready_timeout_s
         while not supervisor.all_ready():
@@ -162,7 +216,10 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
                 await asyncio.wait_for(stop.wait(), 0.5)
     finally:
         (directory / "state.json").unlink(missing_ok=True)
-        await supervisor.stop()
+        try:
+            await supervisor.stop()
+        finally:
+            await monitoring.stop()
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 5)

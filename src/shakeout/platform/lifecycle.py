@@ -88,6 +88,11 @@ class PlatformClient:
         result: list[dict[str, Any]] = self._call("GET", f"/v1/events?since={since}")
         return result
 
+    def notifications(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Alert notifications the platform's recording receiver got since then (epoch s)."""
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/alerts/notifications?since={since}")
+        return result
+
     def replica_action(self, replica: str, action: str) -> dict[str, Any]:
         """Kill, freeze or resume one replica."""
         result: dict[str, Any] = self._call("POST", f"/v1/replicas/{replica}/{action}")

@@ -42,6 +42,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from shakeout.contracts import CALLER_ZONE_HEADER
+from shakeout.platform.metrics import PlatformMetrics
 from shakeout.platform.replicas import Replica
 from shakeout.platform.view import ClusterView
 
@@ -106,8 +107,11 @@ class _Bucket:
 class Router:
     """ASGI app routing each service port to that service's replicas."""
 
-    def __init__(self, supervisor: ClusterView, ports: dict[int, str]):
+    def __init__(
+        self, supervisor: ClusterView, ports: dict[int, str], metrics: PlatformMetrics | None = None
+    ):
         self.supervisor = supervisor
+        self.metrics = metrics if metrics is not None else PlatformMetrics(supervisor)
         self.policy = supervisor.spec.router
         self.ports = ports
         self._rr: dict[str, itertools.count[int]] = {}
@@ -124,6 +128,10 @@ class Router:
         self._timeout = aiohttp.ClientTimeout(
             total=self.policy.timeout_s, sock_connect=self.policy.connect_timeout_s
         )
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each replica's last reported breaker state per dependency (``replica/dependency``)."""
+        return self._breakers
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -220,6 +228,7 @@ class Router:
         if threshold and count >= threshold:
             self._failures.pop(replica.id, None)
             self._ejected_until[replica.id] = time.monotonic() + self.policy.ejection_s
+            self.metrics.ejections.labels(replica.service).inc()
             self.supervisor.event("replica_ejected", replica=replica.id, failures=count)
 
     def _admit(self, replica: Replica) -> bool:
@@ -307,7 +316,9 @@ class Router:
         self._active[service] = self._active.get(service, 0) + 1
         retry = _Retry(self, service)
         try:
-            return await self._attempts(service, method, path, headers, body, retryable, retry)
+            answer = await self._attempts(service, method, path, headers, body, retryable, retry)
+            self.metrics.responses.labels(service, str(answer[0])).inc()
+            return answer
         finally:
             self._active[service] -= 1
             retry.done()
@@ -345,10 +356,12 @@ class Router:
                 break
             tried.add(replica.id)
             tried_zones.add(replica.zone)
+            attempt_of = self.metrics.attempt(replica, retried=attempt > 0)
             if not self._admit(replica):
                 # The replica is at capacity: it answers 503 at once. That is its answer (the
                 # canary analysis sees it) but not a sign of a broken replica (no ejection).
                 traffic.outcome(service, replica.version, 0.0, ok=False)
+                attempt_of("saturated")
                 error, saturated = f"upstream {replica.id} saturated", True
                 continue
             saturated = False
@@ -372,17 +385,20 @@ class Router:
             except TimeoutError:
                 self._record(replica, ok=False)
                 traffic.outcome(service, replica.version, time.monotonic() - started, ok=False)
+                attempt_of("timeout")
                 error = f"upstream {replica.id} timed out"
                 continue
             except aiohttp.ClientError as exc:
                 self._record(replica, ok=False)
                 traffic.outcome(service, replica.version, time.monotonic() - started, ok=False)
+                attempt_of("unreachable")
                 error = f"upstream {replica.id} unreachable ({type(exc).__name__})"
                 continue
             finally:
                 self.in_flight[replica.id] -= 1
             self._record(replica, ok=status < 500)
             traffic.outcome(service, replica.version, time.monotonic() - started, status < 500)
+            attempt_of("ok" if status < 500 else "error")
             self._watch_breaker(replica, out)
             if status in _RETRY_STATUS and len(tried) < attempts:
                 continue

@@ -43,6 +43,9 @@ class PlatformState:
     owner_pid: int | None = None
     replica_pids: list[int] = field(default_factory=list)
     cgroup: str | None = None  # the replicas' parent cgroup, where the world made one
+    prometheus_url: str | None = None  # None: not running (see monitoring_absent)
+    alertmanager_url: str | None = None
+    monitoring_absent: str | None = None  # why Prometheus and Alertmanager are not running
 
     @property
     def path(self) -> Path:

@@ -91,6 +91,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self.http_client: aiohttp.ClientSession | None = None
         self.on_change: list[Any] = []
+        self.on_event: list[Any] = []  # called with each event record (the metrics count them)
         self.traffic = TrafficStats()  # filled by the router, read by the controllers below
         self.kubelet = Kubelet(
             self.world,
@@ -130,6 +131,8 @@ class Supervisor:
         self.events.append(record)
         with self._events_file.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
+        for callback in self.on_event:
+            callback(record)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ shaded on every panel and the recovery moment marked.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 # The Figure API without pyplot: no global figure registry (nothing to close, nothing to leak
 # over a night of drills) and no GUI backend; savefig renders with Agg.
@@ -117,10 +118,34 @@ def draw(run: RunFolder) -> Figure:
             color="tab:green",
             fontsize=8,
         )
+    _mark_alerts(run, origin, ax_err)
     for ax in (ax_rps, ax_lat, ax_err):
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=7, ncols=6)
     return fig
+
+
+def _mark_alerts(run: RunFolder, origin: float, ax: Any) -> None:
+    """Each alert that fired: a bar along the top of the error panel, from firing to resolved
+    (to the right edge while still firing), named where it starts."""
+    alerts = run.verdicts.alerts if run.verdicts else []
+    right = ax.get_xlim()[1]
+    for i, alert in enumerate(alerts):
+        y = 0.82 - 0.08 * (i % 8)  # below the legend
+        start = alert.start - origin
+        end = (alert.end - origin) if alert.end is not None else right
+        label = "alert firing" if i == 0 else None
+        where = ax.get_xaxis_transform()  # x in data, y in axes fraction
+        ax.plot([start, end], [y, y], transform=where, color="tab:purple", lw=3, label=label)
+        ax.annotate(
+            alert.alert,
+            xy=(start, y),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, 3),
+            textcoords="offset points",
+            color="tab:purple",
+            fontsize=7,
+        )
 
 
 def render_png(run: RunFolder, out: Path) -> Path:

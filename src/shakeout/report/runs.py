@@ -51,6 +51,18 @@ class Recovery(BaseModel):
     impact_window_s: float | None = None  # first hurt request to recovery
 
 
+class AlertFiring(BaseModel):
+    """One firing of an alert during the drill (``verdicts.json`` ``alerts``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    alert: str
+    labels: dict[str, str] = {}
+    start: float
+    end: float | None = None
+    after_fault_s: float | None = None
+
+
 class Verdicts(BaseModel):
     """The whole of ``verdicts.json`` (schema 1)."""
 
@@ -66,6 +78,8 @@ class Verdicts(BaseModel):
     recovery: Recovery | None = None
     budget_burned_pct: float | None = None
     verdicts: list[VerdictRow] = []
+    alerts: list[AlertFiring] = []  # the target's alerts that fired (docs/observability.md)
+    skipped: str | None = None  # why a step was skipped (then the outcome is not a pass)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def worst_objective(rows: list[VerdictRow]) -> str | None:
     if not rows:
         return None
     failed = [r for r in rows if r.status != "pass"]
-    pool = failed or [r for r in rows if r.kind not in ("data", "steady_state", "rollout")] or rows
+    facts = ("data", "steady_state", "rollout", "event", "alert")  # not a value against a limit
+    pool = failed or [r for r in rows if r.kind not in facts] or rows
     worst = max(pool, key=_margin)
     if worst.status == "pass":
         return f"{worst.objective} ({_margin(worst):.0%} of limit)"

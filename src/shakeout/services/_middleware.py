@@ -18,9 +18,11 @@ from shakeout.contracts import KEY_HEADER, ServiceSettings
 
 from ._config import ConfigStore
 from ._keys import KeyStore
+from ._metrics import METRICS_PATH, MetricsMiddleware, RequestMetrics
 from ._requests import ApiError
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/statusz"})
+_UNGATED = HEALTH_PATHS | {METRICS_PATH}  # no key, no injected fault: the platform's own reads
 _KEY_HEADER_RAW = KEY_HEADER.lower().encode("latin-1")
 
 
@@ -39,9 +41,10 @@ def _raw_header(scope: Scope, name: bytes) -> bytes | None:
 class ShakeoutMiddleware:
     """Pure ASGI middleware: identity headers on every response; key check and faults elsewhere.
 
-    Health paths (``/healthz``, ``/readyz``) skip everything but the identity headers. Other
-    requests answer 503 while no key is loaded, 401 without an accepted ``X-Shakeout-Key``
-    (internal services only), then suffer SHAKEOUT_EXTRA_LATENCY_MS and SHAKEOUT_ERROR_RATE.
+    Health paths (``/healthz``, ``/readyz``) and ``/metrics`` skip everything but the identity
+    headers. Other requests answer 503 while no key is loaded, 401 without an accepted
+    ``X-Shakeout-Key`` (internal services only), then suffer SHAKEOUT_EXTRA_LATENCY_MS and
+    SHAKEOUT_ERROR_RATE.
     """
 
     def __init__(
@@ -76,7 +79,7 @@ class ShakeoutMiddleware:
             return
         started = False
         identity = self.identity
-        config = self.config if scope["path"] not in HEALTH_PATHS else None
+        config = self.config if scope["path"] not in _UNGATED else None
         if config is not None:
             config.refresh()
 
@@ -90,7 +93,7 @@ class ShakeoutMiddleware:
             await send(message)
 
         try:
-            if scope["path"] not in HEALTH_PATHS:
+            if scope["path"] not in _UNGATED:
                 rejection = await self._gate(scope)
                 if rejection is not None:
                     await rejection(scope, receive, send_with_identity)
@@ -177,17 +180,20 @@ def build_app(
             }
         )
 
+    metrics = RequestMetrics()
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/statusz", statusz, methods=["GET"]),
+            Route(METRICS_PATH, metrics.endpoint, methods=["GET"]),
             *routes,
         ],
         middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics, routes=routes, skip=HEALTH_PATHS),
             Middleware(
                 ShakeoutMiddleware, settings=settings, keys=keys, internal=internal, config=live
-            )
+            ),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_exception},
         lifespan=lifespan,

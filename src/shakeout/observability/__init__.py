@@ -1,0 +1,1 @@
+"""Metrics, alert rules and alert routing of the embedded platform (docs/observability.md)."""
