@@ -17,6 +17,8 @@ Feature: Dependency degradation and brownout
     And the target reports that a circuit breaker opened
     And no acknowledged order is lost or duplicated
     And every objective of the SLO file holds
+    And the "CircuitBreakerOpen" alert fires within 10 seconds of the fault's start and resolves within 15 seconds of recovery
+    And every alert that fired names a runbook
 
   @quick
   Scenario: Payments answers 20% errors and checkout degrades gracefully

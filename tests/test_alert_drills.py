@@ -10,12 +10,14 @@ and Alertmanager these tests skip, as the alert steps do.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shakeout.observability.prometheus import INSTALL_HINT, find_binaries
-from tests.test_drills import TARGETS, _run_tmp_feature, _tail
+from tests.test_drills import TARGETS, _run_drill, _run_tmp_feature, _tail
 
 pytestmark = [
     pytest.mark.drill,
@@ -64,3 +66,73 @@ def test_alert_steps_fail_on_the_fragile_alerting_naming_the_alert(
         fired = [a for a in verdicts["alerts"] if a["alert"] == "ZoneDown"]
         assert fired, verdicts["alerts"]
         assert 0 <= fired[0]["after_fault_s"] <= 5, fired
+
+
+def _variant(tmp_path: Path, **rollout: object) -> Path:
+    """targets/local.yaml with its ``platform.rollout`` changed, beside a copy of its SLO file."""
+    data = yaml.safe_load((TARGETS / "local.yaml").read_text(encoding="utf-8"))
+    data["platform"]["rollout"].update(rollout)
+    folder = tmp_path / "target"
+    folder.mkdir()
+    shutil.copy(TARGETS / "local.slo.yaml", folder / "local.slo.yaml")
+    path = folder / "local.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _events(tmp_path: Path, kind: str) -> list[dict[str, object]]:
+    found = []
+    for run in (tmp_path / "reports" / "runs").iterdir():
+        events = json.loads((run / "platform-events.json").read_text(encoding="utf-8"))
+        found += [e for e in events if e["kind"] == kind]
+    return found
+
+
+def test_canary_analysis_through_prometheus_queries(tmp_path: Path, no_leftovers: None) -> None:
+    """The library's canaries, judged by PromQL on the replicas' metrics (as Flagger does)
+    instead of the router's outcomes: the healthy one promoted, the failing one rolled back."""
+    analysis = yaml.safe_load((TARGETS / "local.yaml").read_text(encoding="utf-8"))["platform"][
+        "rollout"
+    ]["analysis"]
+    target = _variant(tmp_path, analysis={**analysis, "metrics": "prometheus"})
+    result = _run_drill(tmp_path, target, "-k", "healthy or fails", timeout_s=300)
+    assert result.returncode == 0, _tail(result)
+    assert "2 passed" in result.stdout, _tail(result)
+    promoted, rolled_back = (
+        _events(tmp_path, "canary_promoted"),
+        _events(tmp_path, "canary_rolled_back"),
+    )
+    assert [e["source"] for e in promoted] == ["prometheus"], promoted
+    assert [e["source"] for e in rolled_back] == ["prometheus"], rolled_back
+    assert "canary error rate" in str(rolled_back[0]["reason"])
+
+
+ALERT_ROLLBACK = """\
+Feature: a burn alert rolls a release back
+  Scenario: a failing canary that no analysis watches
+    Given the target is up and every replica is ready
+    And load of 40 requests per second from the "steady" profile
+    And a baseline of 2 seconds
+    When a canary of "catalog" failing 50% of requests takes 20% of traffic for 15 seconds
+    And the target has 2 seconds to recover
+    Then the "ServiceErrorRateHigh" alert fires within 10 seconds of the fault's start
+    And the release of "catalog" was rolled back within 10 seconds
+"""
+
+
+@pytest.mark.parametrize("rollback_on_alerts", [["ServiceErrorRateHigh"], []])
+def test_a_firing_alert_rolls_back_the_release_in_progress(
+    tmp_path: Path, no_leftovers: None, rollback_on_alerts: list[str]
+) -> None:
+    """``rollout.rollback_on_alerts``: with canary analysis off, the catalog's error-rate alert
+    is what rolls the failing canary back; without it (the negative control) the release stays
+    until the fault itself ends it, 15 s later, and the drill fails."""
+    target = _variant(tmp_path, analysis={"enabled": False}, rollback_on_alerts=rollback_on_alerts)
+    result = _run_tmp_feature(tmp_path, ALERT_ROLLBACK, target, timeout_s=240)
+    if rollback_on_alerts:
+        assert result.returncode == 0, _tail(result)
+        reasons = [str(e["reason"]) for e in _events(tmp_path, "rollout_rolled_back")]
+        assert any(r.startswith("alert ServiceErrorRateHigh fired") for r in reasons), reasons
+    else:
+        assert result.returncode == 1, _tail(result)
+        assert "the release of catalog is rolled back within 10 s" in result.stdout, _tail(result)

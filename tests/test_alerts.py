@@ -1,9 +1,11 @@
-"""The alert judges and the timeline read from Prometheus' ``ALERTS`` samples (no platform)."""
+"""The alert judges, the timeline read from Prometheus' ``ALERTS`` samples, and the servers'
+view beside the load's (no platform)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from shakeout.measure import WindowStats
 from shakeout.observability.alerts import (
     AlertRule,
     AlertSpan,
@@ -14,6 +16,8 @@ from shakeout.observability.alerts import (
     judge_runbooks,
     spans_from_samples,
 )
+from shakeout.observability.serverside import compare
+from shakeout.slofile import JourneySelector
 
 T0 = 1_800_000_000.0
 RUNBOOK = {"runbook_url": "docs/runbooks.md#zonedown", "summary": "zone b down"}
@@ -99,3 +103,30 @@ def test_routed_needs_a_notification_at_that_receiver() -> None:
     dropped = judge_routed("ZoneDown", spans, [], "oncall")
     assert "no receiver got it" in dropped.message
     assert not judge_routed("ZoneDown", [], [], "oncall").passed
+
+
+def _load(count: int, errors: int, p95_ms: float = 20.0) -> WindowStats:
+    return WindowStats("checkout", T0, T0 + 20, count, errors, 0, 10.0, p95_ms, 30.0, 40.0)
+
+
+WHERE = JourneySelector(service="gateway", method="POST", route="/api/checkout")
+
+
+def test_load_and_servers_that_agree_are_not_flagged() -> None:
+    row = compare("checkout", WHERE, _load(400, 2), (410.0, 0.5, 18.0))
+    assert row.flag == ""
+    assert row.where == "gateway POST /api/checkout"
+    assert (row.load_error_pct, row.server_error_pct) == (0.5, 0.5)
+
+
+def test_errors_no_server_logged_are_flagged() -> None:
+    # The load saw 10% errors (a dead replica: the router answered 502), the servers 0.5%.
+    row = compare("checkout", WHERE, _load(400, 40), (380.0, 0.5, 18.0))
+    assert "9.5 points of errors no server logged" in row.flag
+
+
+def test_errors_the_load_never_saw_and_counts_apart_are_flagged() -> None:
+    row = compare("checkout", WHERE, _load(400, 0), (800.0, 5.0, 18.0))
+    assert "servers logged 5.0 points more errors than the load saw" in row.flag
+    assert "request counts differ: load 400, servers 800" in row.flag
+    assert "logged none" in compare("checkout", WHERE, _load(400, 0), (None, None, None)).flag

@@ -8,6 +8,7 @@ the pytest cases run ``pytest steps`` in a subprocess and show it refused before
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -379,3 +380,19 @@ def test_dry_run_evaluates_the_kubernetes_allowlists(tmp_path: Path) -> None:
     )
     assert allowed.returncode == 0, allowed.stdout[-3000:]
     assert "dry run of" in allowed.stdout
+
+
+def test_alerting_mistakes_are_named_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(ROOT / "targets" / "local.slo.yaml", tmp_path / "local.slo.yaml")
+    text = (ROOT / "targets" / "local.yaml").read_text(encoding="utf-8")
+    text = text.replace("      - CartErrorBudgetBurn", "      - CartBurn")
+    text = text.replace("    rules: slo ", "    rules: none.yml ")
+    target = _target_file(tmp_path, text.replace("alertmanager: generated", "alertmanager: am.yml"))
+    err = _refused("validate", str(target), capsys=capsys)
+    assert "field platform.observability.rules: cannot read " in err
+    assert "field platform.observability.alertmanager: no file " in err
+    generated = _target_file(tmp_path, text.replace("    rules: none.yml ", "    rules: slo "))
+    err = _refused("validate", str(generated), capsys=capsys)
+    assert "field platform.rollout.rollback_on_alerts: no alert rule 'CartBurn'" in err

@@ -152,8 +152,9 @@ def test_every_feature_of_the_library_is_paired_here() -> None:
 
 
 SCENARIOS = sum(count for _, count in LIBRARY)
-# Scenarios that assert on alerts (crash loop, both zones, brownout, both configs, good canary).
-ALERT_SCENARIOS = 7
+# Scenarios that assert on alerts (crash loop, both zones, both dependency drills, both
+# configs, the good canary).
+ALERT_SCENARIOS = 8
 
 
 def test_the_alert_scenarios_are_counted_here() -> None:

@@ -23,6 +23,7 @@ from pytest_bdd.parser import FeatureParser, Scenario
 from shakeout import faults, profiles
 from shakeout.errors import ConfigError, did_you_mean
 from shakeout.k8s.target import KubernetesTarget, check_allowlists
+from shakeout.observability.prometheus import check_alerting
 from shakeout.plan import ScenarioPlan, plan_scenario, rendered
 from shakeout.slofile import SLOFile, load_slo
 from shakeout.target import Target, load_target_file
@@ -200,6 +201,8 @@ def check_run(
             slo = load_slo(slo_file)
         except ConfigError as exc:
             problems.append(str(exc))
+    if isinstance(target, LocalTarget):
+        problems += check_alerting(target, target_file, slo)
     has_orders = "orders" in target.services
     if slo is not None and not has_orders and (slo.lost_orders, slo.rpo_s) != (None, None):
         problems.append(

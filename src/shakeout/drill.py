@@ -411,6 +411,7 @@ class Drill:
             self.name, self.platform.target, self.phases(), budget, error, aborted
         )
         document["alerts"] = self.alerts.document()
+        document["server_side"] = [s.as_dict() for s in self.alerts.compared]
         if self.skipped is not None:  # what was asked was not all judged: never a plain pass
             document["skipped"] = self.skipped
             if document["outcome"] == "pass":
@@ -424,6 +425,7 @@ class Drill:
             if self.load is not None:
                 self.load.stop()
                 self.load.save_series(self.run_dir / "timeseries.json")
+                self.alerts.compare(self.slo, self.load.records(), self.progress)
                 for warning in self.load.warnings:
                     if self.progress:
                         self.progress(f"warning: {warning}")

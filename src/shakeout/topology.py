@@ -144,6 +144,10 @@ class AnalysisSpec(_Model):
     max_p95_ms: Annotated[float, Field(gt=0, le=600_000)] = 250.0
     max_p95_ratio: Annotated[float, Field(ge=1, le=1000)] = 2.0
     min_p95_delta_ms: Annotated[float, Field(ge=0, le=600_000)] = 50.0
+    # Where the figures come from: the router's own outcomes, or PromQL on the replicas'
+    # metrics in the platform's Prometheus (as Flagger and Argo Rollouts analyse; the queries
+    # are in docs/observability.md and run unchanged on a cluster's Prometheus).
+    metrics: Literal["router", "prometheus"] = "router"
 
 
 class _AsModel:
@@ -230,6 +234,9 @@ class RolloutSpec(_Model):
     progress_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 8.0
     max_restarts: Annotated[int, Field(ge=1, le=100)] = 3
     analysis: AnalysisSpec = AnalysisSpec()
+    # Alerts whose firing rolls back releases in progress (the brief's rollback on a burn-rate
+    # alert): those of the alert's `service`, or every one when it names no service in rollout.
+    rollback_on_alerts: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
 
 
 class BackoffSpec(_Model):

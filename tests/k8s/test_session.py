@@ -58,6 +58,40 @@ def test_production_context_needs_the_flag(tmp_path: Path, kubeconfig: Path) -> 
     KubernetesSession(path, allow_production=True).close()
 
 
+def _with_alerting(path: Path, **alerting: object) -> Path:
+    data = yaml.safe_load(path.read_text())
+    data["alerting"] = alerting
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_alerting_urls_are_held_to_the_production_patterns(
+    tmp_path: Path, kubeconfig: Path
+) -> None:
+    path = _with_alerting(
+        target_file(tmp_path, kubeconfig),
+        prometheus_url="http://prometheus.prod.example:9090",
+        alertmanager_url="http://alertmanager.monitoring:9093",
+    )
+    with pytest.raises(ConfigError, match=r"field alerting.prometheus_url: .* 'prod'"):
+        KubernetesSession(path)
+    with KubernetesSession(path, allow_production=True) as session:
+        source = session.alerting()
+        assert not isinstance(source, str)
+        assert source.prometheus_url == "http://prometheus.prod.example:9090"
+        assert source.alertmanager_url == "http://alertmanager.monitoring:9093"
+
+
+def test_without_alerting_the_alert_steps_are_told_why(tmp_path: Path, kubeconfig: Path) -> None:
+    with KubernetesSession(target_file(tmp_path, kubeconfig)) as session:
+        reason = session.alerting()
+    assert isinstance(reason, str)
+    assert "no alerting.prometheus_url" in reason
+    bad = _with_alerting(target_file(tmp_path, kubeconfig), prometheus_url="prometheus:9090")
+    with pytest.raises(ConfigError, match=r"must start with http:// or https://"):
+        KubernetesSession(bad)
+
+
 def test_session_reads_steady_state_rollout_and_events(
     fake: FakeApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:

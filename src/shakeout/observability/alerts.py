@@ -140,6 +140,19 @@ class AlertSource:
                     )
         return found
 
+    def query(self, expression: str, at: float) -> float | None:
+        """An instant query's single value at ``at`` (epoch s); None when it has no result."""
+        data = self._get(
+            f"{self.prometheus_url}/api/v1/query", {"query": expression, "time": f"{at:.3f}"}
+        )
+        result = data.get("data", {}).get("result", [])
+        return float(result[0]["value"][1]) if result else None
+
+    def scraped_since(self, moment: float) -> bool:
+        """Whether every target was scraped at or after ``moment`` (its last counts are in)."""
+        oldest = self.query("min(timestamp(up))", time.time())
+        return oldest is not None and oldest >= moment
+
     def evaluated_since(self, moment: float) -> bool:
         """Whether every rule group was evaluated at or after ``moment`` (epoch s): what
         fired up to then is in ``ALERTS``."""

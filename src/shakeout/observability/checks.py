@@ -27,8 +27,11 @@ from shakeout.observability.alerts import (
     judge_routed,
     judge_runbooks,
 )
+from shakeout.observability.serverside import SideBySide, compare, server_figures
+from shakeout.records import RecordSet
 from shakeout.session import TargetSession
 from shakeout.slo import Verdict
+from shakeout.slofile import SLOFile
 
 
 class AlertChecks:
@@ -43,6 +46,7 @@ class AlertChecks:
         self.phases = phases
         self.since = since
         self.timeline: list[AlertSpan] = []
+        self.compared: list[SideBySide] = []  # the servers' view beside the load's (compare)
 
     def _source(self) -> AlertSource:
         source = self.session.alerting()
@@ -137,6 +141,33 @@ class AlertChecks:
         if not names:
             return [self.ledger.keep(judge_routed("any", [], [], receiver))]
         return [self.routed(name, receiver) for name in names]
+
+    def compare(
+        self, slo: SLOFile | None, records: RecordSet, progress: Callable[[str], None] | None
+    ) -> list[SideBySide]:
+        """Per journey of the SLO file's ``alerting.journeys``: what the servers saw (from
+        Prometheus) beside what the load saw, over the load's run (kept in ``compared``; a
+        disagreement beyond the bounds is a warning). Best effort: it never fails a drill."""
+        source = self.session.alerting()
+        whole = records.stats(None)
+        if slo is None or slo.alerting is None or not isinstance(source, AlertSource):
+            return []
+        if not whole.count:
+            return []
+        start, end = whole.start, whole.end
+        try:
+            wait_for(lambda: source.scraped_since(end), 5.0, period_s=0.2)
+            self.compared = [
+                compare(name, where, records.stats(name), server_figures(source, where, start, end))
+                for name, where in slo.alerting.journeys.items()
+                if name in records.names()
+            ]
+        except PlatformError:
+            return []
+        for row in self.compared:
+            if row.flag and progress is not None:
+                progress(f"warning: {row.journey}: the load and the servers disagree: {row.flag}")
+        return self.compared
 
     def document(self) -> list[dict[str, Any]]:
         """The drill's alert timeline for verdicts.json, each alert with its delay after the

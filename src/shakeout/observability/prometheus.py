@@ -29,11 +29,11 @@ import aiohttp
 import yaml
 
 from shakeout._process import die_with_parent
-from shakeout.errors import PlatformError
-from shakeout.observability.rules import alertmanager_config, rule_file
+from shakeout.errors import PlatformError, did_you_mean
+from shakeout.observability.rules import alertmanager_config, rule_file, write_rules
 from shakeout.platform.state import write_private
 from shakeout.slofile import SLOFile
-from shakeout.topology import ObservabilitySpec
+from shakeout.topology import LocalTarget, ObservabilitySpec
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name
@@ -115,7 +115,7 @@ class Monitoring:
             self.slo, scrape_interval_s=spec.scrape_interval_s, runbook_url=runbook
         )
         path = self.directory / "rules.yml"
-        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        write_rules(path, document)
         return str(path)
 
     def _copy(self, name: str, as_name: str, field: str) -> str:
@@ -290,3 +290,55 @@ class Monitoring:
                     process.kill()
                 await process.wait()
         self._processes.clear()
+
+
+def alert_names(document: Any) -> set[str]:
+    """The alert names of a Prometheus rule file's document."""
+    groups = document.get("groups", []) if isinstance(document, dict) else []
+    return {
+        str(rule["alert"])
+        for group in groups
+        if isinstance(group, dict)
+        for rule in group.get("rules", []) or []
+        if isinstance(rule, dict) and "alert" in rule
+    }
+
+
+def check_alerting(spec: LocalTarget, target_file: Path, slo: SLOFile | None) -> list[str]:
+    """Problems with a local target's alerting, found before anything starts: rule and
+    Alertmanager files that are missing or unreadable, alerts ``rollback_on_alerts`` names
+    that no rule has, PromQL canary analysis without a Prometheus to run it."""
+    problems = []
+    observe = spec.platform.observability
+    where = f"{target_file}: field platform"
+    names: set[str] = set()
+    if observe.rules == "slo":
+        names = alert_names(rule_file(slo, scrape_interval_s=observe.scrape_interval_s))
+    else:
+        path = target_file.parent / observe.rules
+        try:
+            names = alert_names(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(f"{where}.observability.rules: cannot read {path}: {exc}")
+    if observe.alertmanager != "generated":
+        path = target_file.parent / observe.alertmanager
+        if not path.is_file():
+            problems.append(f"{where}.observability.alertmanager: no file {path}")
+    for name in spec.platform.rollout.rollback_on_alerts:
+        if names and name not in names:
+            problems.append(
+                f"{where}.rollout.rollback_on_alerts: no alert rule {name!r} on this target"
+                + did_you_mean(name, names)
+            )
+    if spec.platform.rollout.analysis.metrics == "prometheus" and (
+        observe.prometheus == "off" or find_binaries() is None
+    ):
+        problems.append(
+            f"{where}.rollout.analysis.metrics: 'prometheus' needs the platform's Prometheus: "
+            + (
+                "platform.observability.prometheus is off"
+                if observe.prometheus == "off"
+                else INSTALL_HINT
+            )
+        )
+    return problems

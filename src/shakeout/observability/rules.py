@@ -86,7 +86,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _selector(where: JourneySelector, *extra: str) -> str:
+def selector(where: JourneySelector, *extra: str) -> str:
     matchers = [
         f"service={_quote(where.service)}",
         f"method={_quote(where.method)}",
@@ -144,8 +144,8 @@ class _SLORules:
 
     def error_ratio(self, journey: str, where: JourneySelector, window: str) -> str:
         """The recorded 5xx ratio of a journey over ``window``."""
-        errors = f"rate({REQUESTS}{_selector(where, SERVER_ERROR)}[{window}])"
-        total = f"rate({REQUESTS}{_selector(where)}[{window}])"
+        errors = f"rate({REQUESTS}{selector(where, SERVER_ERROR)}[{window}])"
+        total = f"rate({REQUESTS}{selector(where)}[{window}])"
         return self.record(
             f"journey:shakeout_http_errors:ratio_rate{window}",
             f"sum by (service) ({errors})\n/\nsum by (service) ({total})",
@@ -205,7 +205,7 @@ class _SLORules:
         drill_s = min((w.short_s for w in _fastest_first(slo)[:1]), default=5)
         window = self.window(drill_s)[0]
         p = objective.percentile
-        buckets = f"rate({DURATION}_bucket{_selector(where)}[{window}])"
+        buckets = f"rate({DURATION}_bucket{selector(where)}[{window}])"
         series = self.record(
             f"journey:{DURATION}:p{p}_rate{window}",
             f"histogram_quantile({_number(p / 100)}, sum by (service, le) ({buckets}))",

@@ -23,9 +23,13 @@ the traffic (how the dependency faults replace a service) has no baseline and is
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import aiohttp
 
 from shakeout.platform.traffic import Outcome
 
@@ -76,6 +80,64 @@ def figures(outcomes: list[Outcome]) -> Figures:
     return Figures(len(outcomes), sum(1 for o in outcomes if not o.ok), p95)
 
 
+class PromQLFigures:
+    """Each version's figures from the replicas' own metrics in Prometheus: the queries a
+    cluster's analysis runs (Flagger's request-success-rate and request-duration templates)."""
+
+    def __init__(self, prometheus_url: str, session: Callable[[], aiohttp.ClientSession | None]):
+        """``session`` gives the platform's HTTP session (None before it started)."""
+        self.url = prometheus_url
+        self.session = session
+
+    @staticmethod
+    def queries(service: str, window_s: float) -> dict[str, str]:
+        """Requests, 5xx answers and p95 (seconds) per version over the last ``window_s``."""
+        selector = f'service="{service}"'
+        window = f"[{max(1, round(window_s * 1000))}ms]"
+        requests = "shakeout_http_requests_total"
+        buckets = "shakeout_http_request_duration_seconds_bucket"
+        return {
+            "requests": f"sum by (version) (increase({requests}{{{selector}}}{window}))",
+            "errors": (
+                f'sum by (version) (increase({requests}{{{selector},status=~"5.."}}{window}))'
+            ),
+            "p95": (
+                "histogram_quantile(0.95, sum by (version, le) "
+                f"(increase({buckets}{{{selector}}}{window})))"
+            ),
+        }
+
+    async def figures(self, service: str, window_s: float) -> dict[str, Figures]:
+        """Figures by version; none (inconclusive) when Prometheus cannot be read."""
+        session = self.session()
+        if session is None:
+            return {}
+        values: dict[str, dict[str, float]] = {}
+        try:
+            for name, query in self.queries(service, window_s).items():
+                async with session.get(
+                    f"{self.url}/api/v1/query",
+                    params={"query": query},
+                    timeout=aiohttp.ClientTimeout(total=2),
+                ) as response:
+                    result = (await response.json())["data"]["result"]
+                for item in result:
+                    version = item["metric"].get("version", "")
+                    values.setdefault(version, {})[name] = float(item["value"][1])
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+            return {}
+        found = {}
+        for version, v in values.items():
+            p95 = v.get("p95")
+            finite = p95 is not None and math.isfinite(p95)
+            found[version] = Figures(
+                round(v.get("requests", 0.0)),
+                round(v.get("errors", 0.0)),
+                p95 * 1000.0 if finite and p95 is not None else None,
+            )
+        return found
+
+
 def regression(spec: AnalysisSpec, canary: Figures, stable: Figures) -> str | None:
     """Why the canary regresses against the thresholds and the stable version, or None."""
     if canary.samples < spec.min_samples:
@@ -121,6 +183,20 @@ class CanaryAnalysis:
         self.supervisor = supervisor
         self.spec = supervisor.spec.rollout.analysis
         self._runs: dict[str, _Run] = {}
+        self.prometheus: PromQLFigures | None = None  # set by the daemon (metrics: prometheus)
+
+    async def _figures(
+        self, service: str, canary: str, stable: str, since: float, now: float
+    ) -> tuple[Figures, Figures]:
+        """Both versions' figures since ``since`` (monotonic), from the configured source."""
+        if self.spec.metrics == "prometheus" and self.prometheus is not None:
+            found = await self.prometheus.figures(service, now - since)
+            return found.get(canary, Figures(0, 0, None)), found.get(stable, Figures(0, 0, None))
+        traffic = self.supervisor.traffic
+        return (
+            figures(traffic.outcomes(service, canary, since)),
+            figures(traffic.outcomes(service, stable, since)),
+        )
 
     @property
     def enabled(self) -> bool:
@@ -150,14 +226,15 @@ class CanaryAnalysis:
             if run is None or run.rollout is not rollout:
                 run = self._runs[svc.name] = _Run(rollout, started=now, window_start=now)
             sliding = max(run.started, now - self.spec.interval_s)
-            canary = figures(sup.traffic.outcomes(svc.name, rollout.version, sliding))
-            stable = figures(sup.traffic.outcomes(svc.name, svc.stable_version, sliding))
+            versions = (svc.name, rollout.version, svc.stable_version)
+            canary, stable = await self._figures(*versions, sliding, now)
             why = regression(self.spec, canary, stable)
             if why is not None:
                 record = {
                     "interval": run.interval + 1,
                     "canary": canary.as_dict(),
                     "stable": stable.as_dict(),
+                    "source": self.spec.metrics,
                 }
                 self._runs.pop(svc.name, None)
                 rollout.analysis = self._summary(run, record, "rolled_back")
@@ -170,12 +247,12 @@ class CanaryAnalysis:
             if now - run.window_start < self.spec.interval_s:
                 continue
             # The interval that ends now, for promotion: tumbling, as Flagger counts them.
-            canary = figures(sup.traffic.outcomes(svc.name, rollout.version, run.window_start))
-            stable = figures(sup.traffic.outcomes(svc.name, svc.stable_version, run.window_start))
+            canary, stable = await self._figures(*versions, run.window_start, now)
             record = {
                 "interval": run.interval + 1,
                 "canary": canary.as_dict(),
                 "stable": stable.as_dict(),
+                "source": self.spec.metrics,
             }
             run.interval += 1
             run.window_start = now

@@ -112,6 +112,22 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
+async def _rollback_on_alert(supervisor: Supervisor, alert: dict[str, Any]) -> None:
+    """``platform.rollout.rollback_on_alerts``: a firing alert named there rolls back the
+    releases in progress of its ``service`` label, or every one if that service has none."""
+    name = alert["alertname"]
+    if name not in supervisor.spec.rollout.rollback_on_alerts:
+        return
+    live = [
+        svc.name
+        for svc in supervisor.services.values()
+        if svc.rollout is not None and svc.rollout.status in ("progressing", "available")
+    ]
+    named = str(alert["labels"].get("service", ""))
+    for service in [named] if named in live else live:
+        await supervisor.rollback(service, f"alert {name} fired ({alert['labels']})")
+
+
 def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
     """Build the control API for a running supervisor."""
 
@@ -236,6 +252,9 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             receiver=receiver,
             alerts=[f"{a['alertname']} {a['status']}" for a in alerts],
         )
+        for alert in alerts:
+            if alert["status"] == "firing":
+                await _rollback_on_alert(supervisor, alert)
         return JSONResponse({"received": len(alerts)})
 
     async def notified(request: Request) -> JSONResponse:

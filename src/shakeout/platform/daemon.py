@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shakeout.contracts import ServiceSettings
 from shakeout.errors import ConfigError, ShakeoutError
 from shakeout.observability.prometheus import Monitoring
+from shakeout.platform.analysis import PromQLFigures
 from shakeout.platform.control import create_control_app
 from shakeout.platform.metrics import CONTENT_TYPE, PlatformMetrics
 from shakeout.platform.router import Router
@@ -96,6 +97,21 @@ def _scrape_targets(supervisor: Supervisor) -> list[dict[str, str]]:
     ]
 
 
+def _analyse_through(monitoring: Monitoring, supervisor: Supervisor, target_file: str) -> None:
+    """With ``rollout.analysis.metrics: prometheus`` the canary analysis queries the
+    platform's Prometheus, which must then run."""
+    if supervisor.spec.rollout.analysis.metrics != "prometheus":
+        return
+    if monitoring.prometheus_url is None:
+        raise ConfigError(
+            f"{target_file}: field platform.rollout.analysis.metrics: 'prometheus' needs the "
+            f"platform's Prometheus, which does not run: {monitoring.absent}"
+        )
+    supervisor.analysis.prometheus = PromQLFigures(
+        monitoring.prometheus_url, lambda: supervisor.http_client
+    )
+
+
 async def serve(target: LocalTarget, target_file: str, directory: Path, owner: int | None) -> None:
     """Run the platform until told to stop; always stop every replica on the way out."""
     sockets, control_sock = bind_all(target, target_file)
@@ -106,7 +122,6 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
     metrics = PlatformMetrics(supervisor)
     supervisor.on_event.append(metrics.on_event)
     router = Router(supervisor, {port: name for name, port in ports.items()}, metrics)
-    metrics.attach_router(router.breaker_states)
     token = secrets.token_urlsafe(32)
     control = create_control_app(supervisor, token)
     monitoring = Monitoring(
@@ -180,6 +195,7 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
     supervisor.on_change.append(lambda: monitoring.write_targets(_scrape_targets(supervisor)))
     try:
         await monitoring.start()
+        _analyse_through(monitoring, supervisor, target_file)
         await supervisor.start()
         deadline = time.monotonic() + target.platform.ready_timeout_s
         while not supervisor.all_ready():

@@ -28,9 +28,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _StateCollector(Collector):
     """Gauges of the control plane's state, read at scrape time (kube-state-metrics' role)."""
 
-    def __init__(self, view: ClusterView, breakers: Callable[[], Mapping[str, str]]) -> None:
+    def __init__(self, view: ClusterView) -> None:
         self.view = view
-        self.breakers = breakers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         view = self.view
@@ -76,20 +75,6 @@ class _StateCollector(Collector):
         yield ready
         yield looping
         yield weight
-        open_by_dependency: dict[str, int] = {}
-        for ident, state in self.breakers().items():
-            dependency = ident.rpartition("/")[2]
-            open_by_dependency[dependency] = open_by_dependency.get(dependency, 0) + (
-                state == "open"
-            )
-        breaker = GaugeMetricFamily(
-            "shakeout_breaker_open",
-            "replicas reporting this dependency's circuit breaker open",
-            labels=["dependency"],
-        )
-        for dependency, count in open_by_dependency.items():
-            breaker.add_metric([dependency], count)
-        yield breaker
         store = GaugeMetricFamily("shakeout_secret_store_up", "1 while the secret store is there")
         store.add_metric([], 1.0 if view.secret_file.exists() else 0.0)
         yield store
@@ -99,7 +84,7 @@ class PlatformMetrics:
     """The platform daemon's registry: router counters, event counters, state gauges."""
 
     def __init__(self, view: ClusterView) -> None:
-        """Register every metric; ``attach_router`` adds the breaker gauge's source."""
+        """Register every metric."""
         self.view = view
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -137,16 +122,7 @@ class PlatformMetrics:
         for name, svc in view.services.items():  # every series from 0: increase() misses a
             self.rollbacks.labels(name)  # counter's first increment when it starts at 1
             self.restarts.labels(name, svc.stable_version)
-        self._breakers: Callable[[], Mapping[str, str]] = dict
-
-        def breakers() -> Mapping[str, str]:
-            return self._breakers()
-
-        r.register(_StateCollector(view, breakers))
-
-    def attach_router(self, breakers: Callable[[], Mapping[str, str]]) -> None:
-        """Where the breaker gauge reads replicas' reported breaker states."""
-        self._breakers = breakers
+        r.register(_StateCollector(view))
 
     def on_event(self, record: Mapping[str, Any]) -> None:
         """Count a platform event (called by the supervisor for every event it records)."""

@@ -129,10 +129,6 @@ class Router:
             total=self.policy.timeout_s, sock_connect=self.policy.connect_timeout_s
         )
 
-    def breaker_states(self) -> dict[str, str]:
-        """Each replica's last reported breaker state per dependency (``replica/dependency``)."""
-        return self._breakers
-
     @property
     def session(self) -> aiohttp.ClientSession:
         """The upstream connection pool (created on the serving loop at first use)."""

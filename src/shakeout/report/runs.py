@@ -63,6 +63,22 @@ class AlertFiring(BaseModel):
     after_fault_s: float | None = None
 
 
+class ServerSide(BaseModel):
+    """A journey as the load and as the servers saw it (``verdicts.json`` ``server_side``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    journey: str
+    where: str
+    load_requests: int
+    load_error_pct: float
+    load_p95_ms: float | None = None
+    server_requests: float | None = None
+    server_error_pct: float | None = None
+    server_p95_ms: float | None = None
+    flag: str = ""
+
+
 class Verdicts(BaseModel):
     """The whole of ``verdicts.json`` (schema 1)."""
 
@@ -79,6 +95,7 @@ class Verdicts(BaseModel):
     budget_burned_pct: float | None = None
     verdicts: list[VerdictRow] = []
     alerts: list[AlertFiring] = []  # the target's alerts that fired (docs/observability.md)
+    server_side: list[ServerSide] = []  # the servers' view of each journey beside the load's
     skipped: str | None = None  # why a step was skipped (then the outcome is not a pass)
 
 

@@ -60,6 +60,27 @@ _VERDICTS = _ENV.from_string(
 <tr><td colspan="8">no objective was judged (the drill ended before its Then steps)</td></tr>
 {% endfor %}
 </table>
+{% if alerts %}
+<table><tr><th>alert that fired</th><th>labels</th><th>after the fault's start</th>
+<th>firing for</th></tr>
+{% for a in alerts %}
+<tr><td>{{ a.alert }}</td><td>{{ a.labels }}</td>
+<td class="num">{{ fmt(a.after_fault_s, "s") }}</td>
+<td class="num">{{ fmt(a.end - a.start, "s") if a.end is not none else "still firing" }}</td></tr>
+{% endfor %}</table>
+{% endif %}
+{% if server_side %}
+<table><tr><th>journey</th><th>server side</th><th>load: requests</th><th>errors</th><th>p95</th>
+<th>servers: requests</th><th>errors</th><th>p95</th><th>disagreement</th></tr>
+{% for s in server_side %}
+<tr class="{{ 'fail' if s.flag else 'pass' }}"><td>{{ s.journey }}</td><td>{{ s.where }}</td>
+<td class="num">{{ s.load_requests }}</td><td class="num">{{ fmt(s.load_error_pct, "%") }}</td>
+<td class="num">{{ fmt(s.load_p95_ms, "ms") }}</td>
+<td class="num">{{ fmt(s.server_requests, "") }}</td>
+<td class="num">{{ fmt(s.server_error_pct, "%") }}</td>
+<td class="num">{{ fmt(s.server_p95_ms, "ms") }}</td><td>{{ s.flag }}</td></tr>
+{% endfor %}</table>
+{% endif %}
 {% if findings %}
 <p>Findings:</p><ul>{% for f in findings %}<li>{{ f }}</li>{% endfor %}</ul>
 {% endif %}
@@ -150,6 +171,8 @@ def verdict_table(run: RunFolder, comparison: Comparison | None = None) -> str:
         rows=sorted(run.rows, key=_order),
         findings=run.summary.get("findings") or [],
         faults=_fault_rows(run),
+        alerts=run.verdicts.alerts if run.verdicts else [],
+        server_side=run.verdicts.server_side if run.verdicts else [],
         comparison=comparison,
         fmt=fmt,
     )

@@ -11,9 +11,9 @@ from its service discovery. Health and metrics paths are not counted.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
@@ -38,6 +38,13 @@ class RequestMetrics:
             "shakeout_http_request_duration_seconds", "time to answer, by route template",
             ["method", "route"], buckets=BUCKETS, registry=self.registry,
         )  # fmt: skip
+
+    def gauge(
+        self, name: str, documentation: str, labels: dict[str, str], read: Callable[[], float]
+    ) -> None:
+        """A gauge whose value is read when Prometheus scrapes (a service's own state)."""
+        gauge = Gauge(name, documentation, list(labels), registry=self.registry)
+        gauge.labels(*labels.values()).set_function(read)
 
     async def endpoint(self, request: Request) -> Response:
         """``GET /metrics``: the exposition format."""

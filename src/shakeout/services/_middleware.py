@@ -199,6 +199,7 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics  # a service adds gauges of its own state (the gateway's breaker)
     app.state.keys = keys
     app.state.config = live
     return app

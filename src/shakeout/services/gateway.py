@@ -137,4 +137,10 @@ def create_app(upstream: Upstream | None = None) -> Starlette:
     ]
     app = build_app(settings, keys, routes, internal=False, lifespan=lifespan)
     app.state.upstreams = up  # the breaker and the client, for tests and introspection
+    breaker = up.breaker
+    if breaker is not None:  # read at scrape time: an open breaker whose time is up is not open
+        app.state.metrics.gauge(
+            "shakeout_breaker_open", "1 while this replica's breaker to the dependency is open",
+            {"dependency": "payments"}, lambda: 1.0 if breaker.state == "open" else 0.0,
+        )  # fmt: skip
     return app
