@@ -95,7 +95,8 @@ def test_canary_analysis_through_prometheus_queries(tmp_path: Path, no_leftovers
         "rollout"
     ]["analysis"]
     target = _variant(tmp_path, analysis={**analysis, "metrics": "prometheus"})
-    result = _run_drill(tmp_path, target, "-k", "healthy or fails", timeout_s=300)
+    chosen = "healthy_canary or (rolled_back_automatically and fails)"
+    result = _run_drill(tmp_path, target, "-k", chosen, timeout_s=300)
     assert result.returncode == 0, _tail(result)
     assert "2 passed" in result.stdout, _tail(result)
     promoted, rolled_back = (

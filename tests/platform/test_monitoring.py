@@ -3,6 +3,9 @@ Prometheus finding every replica through file-based discovery as the platform sc
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import httpx
 import pytest
 from _support import CART
@@ -10,6 +13,7 @@ from _support import CART
 from shakeout._process import wait_for
 from shakeout.observability.prometheus import INSTALL_HINT, find_binaries
 from shakeout.platform import lifecycle
+from shakeout.platform.metrics import PlatformMetrics
 from shakeout.platform.state import PlatformState
 
 
@@ -83,3 +87,26 @@ def test_prometheus_scrapes_every_replica_and_follows_scaling(
     finally:
         client.scale("catalog", None)
     assert wait_for(lambda: "catalog-2" not in scraped(), 20), scraped()
+
+
+def _view(crashes: list[tuple[int, bool]]) -> SimpleNamespace:
+    replicas = [
+        SimpleNamespace(version="v2", ready=ready, consecutive_crashes=n, state="backoff")
+        for n, ready in crashes
+    ]
+    service = SimpleNamespace(replicas=replicas, stable_version="v1", versions=lambda: {"v2": 1})
+    return SimpleNamespace(
+        spec=SimpleNamespace(zones=["a"]),
+        nodes=SimpleNamespace(ready=lambda zone: True),
+        services={"orders": service},
+        secret_file=Path("/nonexistent"),
+    )
+
+
+def test_a_replica_crash_loops_from_its_second_crash_in_a_row() -> None:
+    # One crash is a replica that died (a zone outage, a kill): no loop yet.
+    metrics = PlatformMetrics(_view([(1, False), (2, False), (3, True)]))
+    text = metrics.exposition().decode()
+    assert 'shakeout_replicas_crashlooping{service="orders",version="v2"} 1.0' in text
+    assert 'shakeout_replicas_ready{service="orders",version="v2"} 1.0' in text
+    assert "shakeout_secret_store_up 0.0" in text

@@ -46,7 +46,7 @@ class _StateCollector(Collector):
         )
         looping = GaugeMetricFamily(
             "shakeout_replicas_crashlooping",
-            "replicas in a restart loop: restarted twice or more and not ready (CrashLoopBackOff)",
+            "replicas crashed twice or more in a row and not ready (CrashLoopBackOff)",
             labels=["service", "version"],
         )
         weight = GaugeMetricFamily(
@@ -57,16 +57,9 @@ class _StateCollector(Collector):
             for replica in svc.replicas:
                 entry = counts.setdefault(replica.version, [0, 0])
                 entry[0] += replica.ready
-                # One restart is a replica that died (a node lost, a kill); a loop is more.
-                entry[1] += (
-                    replica.restarts >= 2
-                    and not replica.ready
-                    and replica.state
-                    in (
-                        "backoff",
-                        "starting",
-                    )
-                )
+                # One crash is a replica that died (a node lost, a kill); a loop is two or
+                # more without running the back-off's reset time in between.
+                entry[1] += replica.consecutive_crashes >= 2 and not replica.ready
             for version, (n_ready, n_looping) in counts.items():
                 ready.add_metric([name, version], n_ready)
                 looping.add_metric([name, version], n_looping)
