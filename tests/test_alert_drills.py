@@ -68,10 +68,14 @@ def test_alert_steps_fail_on_the_fragile_alerting_naming_the_alert(
         assert 0 <= fired[0]["after_fault_s"] <= 5, fired
 
 
-def _variant(tmp_path: Path, **rollout: object) -> Path:
-    """targets/local.yaml with its ``platform.rollout`` changed, beside a copy of its SLO file."""
+def _variant(tmp_path: Path, scrape_s: float | None = None, **rollout: object) -> Path:
+    """targets/local.yaml with its ``platform.rollout`` (and scrape interval) changed, beside
+    a copy of its SLO file."""
     data = yaml.safe_load((TARGETS / "local.yaml").read_text(encoding="utf-8"))
     data["platform"]["rollout"].update(rollout)
+    if scrape_s is not None:
+        data["platform"]["observability"]["scrape_interval_s"] = scrape_s
+        data["platform"]["observability"]["evaluation_interval_s"] = scrape_s
     folder = tmp_path / "target"
     folder.mkdir()
     shutil.copy(TARGETS / "local.slo.yaml", folder / "local.slo.yaml")
@@ -94,7 +98,8 @@ def test_canary_analysis_through_prometheus_queries(tmp_path: Path, no_leftovers
     analysis = yaml.safe_load((TARGETS / "local.yaml").read_text(encoding="utf-8"))["platform"][
         "rollout"
     ]["analysis"]
-    target = _variant(tmp_path, analysis={**analysis, "metrics": "prometheus"})
+    # Scraped every 0.5 s: the analysis judges 2 s windows, which need a few samples each.
+    target = _variant(tmp_path, 0.5, analysis={**analysis, "metrics": "prometheus"})
     chosen = "healthy_canary or (rolled_back_automatically and fails)"
     result = _run_drill(tmp_path, target, "-k", chosen, timeout_s=300)
     assert result.returncode == 0, _tail(result)

@@ -37,7 +37,7 @@ from shakeout.observability import rules
 from shakeout.platform import lifecycle
 from shakeout.slofile import SLOFile, load_slo
 from shakeout.target import load_target_file, open_session
-from shakeout.topology import load_target
+from shakeout.topology import ObservabilitySpec, load_target
 
 DEFAULT_TARGET = Path("targets/local.yaml")
 
@@ -239,7 +239,8 @@ def _rules(args: argparse.Namespace) -> int:
         ) from None
     if args.scrape_interval is not None and args.scrape_interval < 0.001:
         raise ConfigError(f"--scrape-interval {args.scrape_interval:g}: give seconds above 0")
-    scrape_s = args.scrape_interval or (60.0 if args.production else 0.5)
+    drill_scrape_s = ObservabilitySpec().scrape_interval_s  # the embedded platform's default
+    scrape_s = args.scrape_interval or (60.0 if args.production else drill_scrape_s)
     document = rules.rule_file(
         slo, scrape_interval_s=scrape_s, runbook_url=runbook_url, production=args.production
     )
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="the Prometheus scrape interval in seconds; no window is shorter than 4 of them "
-        "(default: 0.5, or 60 with --production)",
+        "(default: the embedded platform's, 1, or 60 with --production)",
     )
     rules_parser.add_argument(
         "--runbook-url",

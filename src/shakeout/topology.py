@@ -306,7 +306,7 @@ class ObservabilitySpec(_Model):
     """
 
     prometheus: Literal["auto", "off"] = "auto"
-    scrape_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 0.5
+    scrape_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
 
     @field_validator("prometheus", mode="before")
     @classmethod
@@ -314,7 +314,7 @@ class ObservabilitySpec(_Model):
         # YAML 1.1 reads a bare `off` as false (and `on` as true): take them as meant.
         return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
-    evaluation_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 0.5
+    evaluation_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
     rules: str = "slo"
     alertmanager: str = "generated"
     receiver: Annotated[str, Field(pattern=_NAME)] = "oncall"

@@ -38,6 +38,7 @@ from shakeout.topology import LocalTarget, ObservabilitySpec
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name
 READY_TIMEOUT_S = 30.0
+MONITORING_NICE = 10
 DEFAULT_RUNBOOK_URL = "docs/runbooks.md#{anchor}"
 RECEIVER_PATH = "/v1/alerts/notify/{receiver}"  # the platform's recording webhook receiver
 INSTALL_HINT = (
@@ -78,15 +79,18 @@ class Monitoring:
         slo: SLOFile | None,
         control_port: int,
         token: str,
+        secret_dir: Path,
         environment: dict[str, str],
     ) -> None:
-        """Nothing starts here; ``directory`` is the platform's ``monitoring`` folder."""
+        """Nothing starts here; ``directory`` is the platform's ``monitoring`` folder,
+        ``secret_dir`` the private store folder the receiver's token goes to (never reports/)."""
         self.spec = spec
         self.directory = directory
         self.target_file = target_file
         self.slo = slo
         self.control_port = control_port
         self.token = token
+        self.secret_dir = secret_dir
         self.environment = environment
         self.prometheus_url: str | None = None
         self.alertmanager_url: str | None = None
@@ -132,7 +136,7 @@ class Monitoring:
             return self._copy(
                 spec.alertmanager, "alertmanager.yml", "platform.observability.alertmanager"
             )
-        credentials = self.directory / "receiver.token"
+        credentials = self.secret_dir / "receiver.token"  # removed with the secret store
         write_private(credentials, self.token)
         url = f"http://127.0.0.1:{self.control_port}" + RECEIVER_PATH.format(receiver=spec.receiver)
         document = alertmanager_config(
@@ -145,8 +149,6 @@ class Monitoring:
     def _prometheus(self, rules: str, alertmanager_port: int) -> str:
         spec = self.spec
         interval = _duration(spec.scrape_interval_s)
-        credentials = self.directory / "scrape.token"
-        write_private(credentials, self.token)
         document: dict[str, Any] = {
             "global": {
                 "scrape_interval": interval,
@@ -194,6 +196,7 @@ class Monitoring:
             }
             for r in replicas
         ]
+        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / "replicas.json"
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(groups, indent=1), encoding="utf-8")
@@ -243,6 +246,15 @@ class Monitoring:
 
     async def _spawn(self, name: str, command: list[str]) -> None:
         log = (self.directory / f"{name}.log").open("ab")
+        die = die_with_parent(signal.SIGKILL)
+
+        def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+            # Monitoring yields to the data path: on a busy 2-core machine a scrape or a rule
+            # evaluation must not delay a request (any process may raise its own nice value).
+            os.nice(MONITORING_NICE)
+            if die is not None:
+                die()
+
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -252,7 +264,7 @@ class Monitoring:
                 cwd=self.directory,
                 env=self.environment,
                 start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGKILL),
+                preexec_fn=setup,
             )
         finally:
             log.close()

@@ -283,7 +283,7 @@ def slo_rules(
     return rules.records + rules.alerts
 
 
-def platform_rules(*, runbook_url: str, scrape_interval_s: float = 0.5) -> list[Rule]:
+def platform_rules(*, runbook_url: str, scrape_interval_s: float = 1.0) -> list[Rule]:
     """The cause alerts on the platform daemon's metrics (``PLATFORM_ALERTS``); a window
     shorter than ``MIN_SCRAPES`` scrape intervals is raised to that."""
     short = duration(_window(5, scrape_interval_s)[0])

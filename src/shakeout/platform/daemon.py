@@ -32,6 +32,7 @@ from shakeout.platform.analysis import PromQLFigures
 from shakeout.platform.control import create_control_app
 from shakeout.platform.metrics import CONTENT_TYPE, PlatformMetrics
 from shakeout.platform.router import Router
+from shakeout.platform.secrets import store_dir
 from shakeout.platform.state import PlatformState, pid_alive
 from shakeout.platform.supervisor import Supervisor
 from shakeout.slofile import SLOFile, load_slo
@@ -120,6 +121,7 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
     slo: SLOFile | None = load_slo(Path(target_file).parent / target.slo) if target.slo else None
     supervisor = Supervisor(target, directory, ports)
     metrics = PlatformMetrics(supervisor)
+    metrics.start_at_zero()
     supervisor.on_event.append(metrics.on_event)
     router = Router(supervisor, {port: name for name, port in ports.items()}, metrics)
     token = secrets.token_urlsafe(32)
@@ -131,6 +133,7 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
         slo,
         control_port,
         token,
+        store_dir(directory),
         # The marker `platform cleanup` looks for before it kills a pid a dead daemon left.
         {**os.environ, ServiceSettings.ENV["data_dir"]: str(supervisor.data_dir)},
     )
@@ -194,9 +197,9 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
     supervisor.on_change.append(record)
     supervisor.on_change.append(lambda: monitoring.write_targets(_scrape_targets(supervisor)))
     try:
+        await supervisor.start()  # opens the secret store, where the receiver's token goes
         await monitoring.start()
         _analyse_through(monitoring, supervisor, target_file)
-        await supervisor.start()
         deadline = time.monotonic() + target.platform.ready_timeout_s
         while not supervisor.all_ready():
             if time.monotonic() > deadline:

@@ -112,10 +112,14 @@ class PlatformMetrics:
             "shakeout_config_rollbacks", "config changes rolled back", registry=r
         )
         self.key_rotations = Counter("shakeout_key_rotations", "shared-key rotations", registry=r)
-        for name, svc in view.services.items():  # every series from 0: increase() misses a
-            self.rollbacks.labels(name)  # counter's first increment when it starts at 1
-            self.restarts.labels(name, svc.stable_version)
         r.register(_StateCollector(view))
+
+    def start_at_zero(self) -> None:
+        """Create each service's counters at 0: ``increase()`` misses a counter's first
+        increment when its series starts at 1."""
+        for name, svc in self.view.services.items():
+            self.rollbacks.labels(name)
+            self.restarts.labels(name, svc.stable_version)
 
     def on_event(self, record: Mapping[str, Any]) -> None:
         """Count a platform event (called by the supervisor for every event it records)."""
