@@ -192,6 +192,13 @@ def _epoch(stamp: str) -> float:
 # -- judges (pure) ---------------------------------------------------------------------------
 
 
+def _verdict(
+    objective: str, observed: float | None, threshold: float, unit: str, met: bool, note: str
+) -> Verdict:
+    """An alert check's verdict: a fact about the whole drill."""
+    return judge_fact("alert", objective, "drill", observed, threshold, unit, met, note)
+
+
 def _named(spans: Sequence[AlertSpan], alert: str) -> list[AlertSpan]:
     return [s for s in spans if s.alert == alert]
 
@@ -214,17 +221,14 @@ def judge_fires(
     fired = [s for s in _named(spans, alert) if s.start >= fault_start - 1.0]
     delay = min((s.start - fault_start for s in fired), default=None)
     met = delay is not None and delay <= within_s
-    note = ""
     if delay is None:
         note = "it never fired" + _known(alert, rules)
     elif not met:
         note = f"it fired {delay:.1f} s after the fault's start"
     else:
         note = ", ".join(s.who for s in fired)
-    return judge_fact(
-        "alert",
+    return _verdict(
         f'the "{alert}" alert fires within {within_s:g} s of the fault\'s start',
-        "drill",
         max(delay, 0.0) if delay is not None else None,
         within_s,
         "s",
@@ -252,10 +256,8 @@ def judge_resolves(
         )
     else:
         note = ""
-    return judge_fact(
-        "alert",
+    return _verdict(
         f'the "{alert}" alert resolves within {within_s:g} s of recovery',
-        "drill",
         max(observed, 0.0) if observed is not None else None,
         within_s,
         "s",
@@ -266,10 +268,8 @@ def judge_resolves(
 
 def judge_quiet(spans: Sequence[AlertSpan]) -> Verdict:
     """No alert fired at all."""
-    return judge_fact(
-        "alert",
+    return _verdict(
         "no alert fires",
-        "drill",
         float(len(spans)),
         0.0,
         "alerts",
@@ -288,10 +288,8 @@ def judge_runbooks(spans: Sequence[AlertSpan], rules: dict[str, AlertRule]) -> V
         note = "no runbook_url on: " + ", ".join(missing)
     else:
         note = ", ".join(f"{a}: {rules[a].annotations['runbook_url']}" for a in fired)
-    return judge_fact(
-        "alert",
+    return _verdict(
         "every alert that fired names a runbook",
-        "drill",
         float(len(missing)),
         0.0,
         "without one",
@@ -314,10 +312,8 @@ def judge_routed(
         note = f"it went to {', '.join(sorted(set(got)))} instead"
     else:
         note = "it fired but no receiver got it (the route dropped it)"
-    return judge_fact(
-        "alert",
+    return _verdict(
         f'the "{alert}" alert is routed to "{receiver}"',
-        "drill",
         float(got.count(receiver)),
         1.0,
         "notifications",
