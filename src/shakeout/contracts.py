@@ -124,6 +124,7 @@ class ServiceSettings:
         "error_rate": "SHAKEOUT_ERROR_RATE",
         "extra_latency_ms": "SHAKEOUT_EXTRA_LATENCY_MS",
         "not_ready": "SHAKEOUT_NOT_READY",
+        "warmup_s": "SHAKEOUT_WARMUP_S",
     }
     """The variable of each field; ``urls`` are ``<NAME>_URL`` (see ``url_variable``)."""
 
@@ -139,6 +140,10 @@ class ServiceSettings:
     key_refresh_s: float = KEY_REFRESH_S
     key_cache_ttl_s: float = KEY_CACHE_TTL_S
     key_refetch_on_unknown: bool = True
+    # A replica's warm-up (connection pools, caches): for this long after it starts it answers
+    # 503 and its readiness probe says so. It is why readiness probes exist: a platform that
+    # sends traffic to a replica before it is ready sees these errors.
+    warmup_s: float = 0.0
     # Fault knobs: set by faults (a replica's own environment), never by the platform itself.
     crash_on_start: bool = False
     error_rate: float = 0.0
@@ -206,6 +211,7 @@ class ServiceSettings:
                 else KEY_CACHE_TTL_S
             ),
             key_refetch_on_unknown=env.get(var["key_refetch_on_unknown"], "1").strip() != "0",
+            warmup_s=_env_float(env, var["warmup_s"], 0.0, 600.0),
             crash_on_start=_env_bool(env, var["crash_on_start"]),
             error_rate=_env_float(env, var["error_rate"], 0.0, 1.0),
             extra_latency_ms=_env_float(env, var["extra_latency_ms"], 0.0, 600_000.0),
@@ -230,6 +236,8 @@ class ServiceSettings:
         env[var["key_cache_ttl_s"]] = str(float(self.key_cache_ttl_s))
         env[var["key_refetch_on_unknown"]] = "1" if self.key_refetch_on_unknown else "0"
         env.update({url_variable(svc): url for svc, url in self.urls.items()})
+        if self.warmup_s:
+            env[var["warmup_s"]] = str(float(self.warmup_s))
         if self.crash_on_start:
             env[var["crash_on_start"]] = "1"
         if self.error_rate:

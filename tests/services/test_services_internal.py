@@ -86,6 +86,38 @@ async def test_not_ready_knob_keeps_readyz_503_but_process_alive(make_app: MakeA
     assert health.status_code == 200
 
 
+async def test_a_warming_replica_answers_503_and_says_so_until_it_is_warm(
+    make_app: MakeApp, eventually: Any
+) -> None:
+    """SHAKEOUT_WARMUP_S: the first seconds of a replica (connection pools, caches) answer 503
+    and fail readiness; a platform that routes only to ready replicas never sees them."""
+    async with client_for(make_app("orders", {"SHAKEOUT_WARMUP_S": "600"})) as client:
+        ready = await client.get("/readyz")
+        health = await client.get("/healthz")
+        lookup = await client.post("/orders/lookup", json={"ids": []}, headers=AUTH)
+    assert ready.status_code == 503
+    assert ready.json()["reason"].startswith("warming up (")
+    assert health.status_code == 200
+    assert (lookup.status_code, lookup.json()) == (503, {"error": "warming up"})
+
+    async with client_for(make_app("catalog", {"SHAKEOUT_WARMUP_S": "0.05"})) as client:
+
+        async def warm() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await eventually(warm, "catalog to end its warm-up")
+        assert (await client.get("/products", headers=AUTH)).status_code == 200
+
+
+def test_warmup_is_read_back_from_the_environment_the_platform_writes() -> None:
+    env = {"SHAKEOUT_SECRET_FILE": "/k", "SHAKEOUT_WARMUP_S": "1.5"}
+    settings = ServiceSettings.from_env("orders", env)
+    assert settings.warmup_s == 1.5
+    assert ServiceSettings.from_env("orders", settings.to_env()) == settings
+    with pytest.raises(ValueError, match="SHAKEOUT_WARMUP_S='soon': expected a number"):
+        ServiceSettings.from_env("orders", {**env, "SHAKEOUT_WARMUP_S": "soon"})
+
+
 async def test_missing_key_file_means_not_ready_until_it_appears(
     make_app: MakeApp, secret_file: Path, write_key: WriteKey, eventually: Any
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
@@ -42,7 +43,8 @@ class ShakeoutMiddleware:
     """Pure ASGI middleware: identity headers on every response; key check and faults elsewhere.
 
     Health paths (``/healthz``, ``/readyz``) and ``/metrics`` skip everything but the identity
-    headers. Other requests answer 503 while no key is loaded, 401 without an accepted
+    headers. Other requests answer 503 while the replica warms up (``warm_until``, a
+    ``time.monotonic()`` instant) or no key is loaded, 401 without an accepted
     ``X-Shakeout-Key`` (internal services only), then suffer SHAKEOUT_EXTRA_LATENCY_MS and
     SHAKEOUT_ERROR_RATE.
     """
@@ -55,6 +57,7 @@ class ShakeoutMiddleware:
         keys: KeyStore,
         internal: bool,
         config: ConfigStore | None = None,
+        warm_until: float = 0.0,
     ) -> None:
         """Wrap ``app``; ``internal`` services require the shared key on non-health paths.
 
@@ -68,6 +71,8 @@ class ShakeoutMiddleware:
         self.identity = settings.identity_headers()
         self.latency_s = settings.extra_latency_ms / 1000.0
         self.error_rate = settings.error_rate
+        self.warm_until = warm_until
+        self._warming = json_error(503, "warming up")
         self._not_loaded = json_error(503, "shared key not loaded")
         self._unauthorized = json_error(401, "unauthorized")
         self._injected = json_error(500, "injected")
@@ -105,6 +110,9 @@ class ShakeoutMiddleware:
             raise
 
     async def _gate(self, scope: Scope) -> Response | None:
+        if self.warm_until and time.monotonic() < self.warm_until:
+            return self._warming
+        self.warm_until = 0.0
         keys = self.keys
         keys.refresh()
         if not keys.loaded:
@@ -148,14 +156,18 @@ def build_app(
     ``/statusz`` shows it with the key in use (by id) so the platform can check both.
     """
     live = config if config is not None else ConfigStore(settings.config_file, settings.zone)
+    warm_until = time.monotonic() + settings.warmup_s if settings.warmup_s else 0.0
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         reason: str | None
+        warming = warm_until - time.monotonic()
         if settings.not_ready:
             reason = "SHAKEOUT_NOT_READY is set"
+        elif warming > 0:
+            reason = f"warming up ({warming:.1f} s left)"
         else:
             keys.refresh()
             live.refresh()
@@ -192,7 +204,12 @@ def build_app(
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics, routes=routes, skip=HEALTH_PATHS),
             Middleware(
-                ShakeoutMiddleware, settings=settings, keys=keys, internal=internal, config=live
+                ShakeoutMiddleware,
+                settings=settings,
+                keys=keys,
+                internal=internal,
+                config=live,
+                warm_until=warm_until,
             ),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_exception},
