@@ -1,8 +1,14 @@
-@dependency @nightly @gameday
+@dependency @nightly @gameday @runbook:docs/runbooks.md#circuitbreakeropen
+@runbook:docs/runbooks.md#serviceerrorratehigh
 Feature: Dependency degradation and brownout
   Payments is the shop's external dependency. When it slows down, the gateway's timeout and
   circuit breaker keep checkout fast; when it fails a share of its calls, retries with backoff
   and deferred payment keep checkout succeeding. Either way no order is lost.
+
+  Runbook checklist:
+  - the alert named payments as the failing dependency
+  - on-call saw deferred payments rather than failed checkouts
+  - nobody restarted the gateway (the breaker and retries did the work)
 
   Background:
     Given the target is up and every replica is ready

@@ -1,8 +1,14 @@
-@zone @nightly @gameday
+@zone @nightly @gameday @runbook:docs/runbooks.md#zonedown
 Feature: Availability-zone failure
   When a whole zone goes down, or freezes and stops answering, traffic must fail over to the
   healthy zones: shoppers keep checking out, the shop is back within its recovery time
   objective (RTO) and no acknowledged order is lost (RPO zero on the embedded platform).
+
+  Runbook checklist:
+  - the ZoneDown alert paged on-call with the zone named
+  - on-call found the zone's replicas out of the endpoints from the status page
+  - traffic was confirmed on the healthy zones before anyone touched the failed zone
+  - the zone came back without a manual step
 
   Background:
     Given the target is up and every replica is ready

@@ -8,6 +8,7 @@ shakeout validate PATH... [--target FILE]  check target files, SLO files and fea
 shakeout init NAME --command CMD ...       a target, SLO file, profile and feature for a service
 shakeout cleanup [--target FILE]           play the rollbacks a killed run left behind
 shakeout rules SLOFILE [--out FILE] ...    Prometheus alert rules from an SLO file
+shakeout gameday FEATURE [-k EXPR] ...     run a drill live, step by step (docs/gameday.md)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from shakeout import profiles
 from shakeout.chaos import undo
 from shakeout.check import check_run
 from shakeout.errors import ConfigError, PlatformError, ShakeoutError
+from shakeout.gameday.cli import add_parser as add_gameday_parser
 from shakeout.init import add_parser as add_init_parser
 from shakeout.observability import rules
 from shakeout.platform import lifecycle
@@ -363,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"file's alerting.runbook_url, else {rules.DEFAULT_RUNBOOK_URL})",
     )
     rules_parser.set_defaults(handler=_rules)
+    add_gameday_parser(commands)
     return parser
 
 

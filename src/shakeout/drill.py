@@ -87,6 +87,7 @@ class Drill:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.load: LoadRun | None = None
+        self.max_load_s = 240.0  # every load is bounded (a game day allows longer)
         self.ledger = Ledger()
         self.injector = FaultInjector(platform, self.run_dir, lambda: self.load, progress)
         self.started_at = time.time()
@@ -102,18 +103,18 @@ class Drill:
         rate_rps: float,
         model: Model = "open",
         arrivals: Arrivals = "constant",
-        max_duration_s: float = 240.0,
+        max_duration_s: float | None = None,
         workers: int = 1,
         shape: dict[str, float] | None = None,
     ) -> LoadRun:
         """Start load from a profile (by name, in ``profile_dirs``, or by path) at a rate,
-        bounded by ``max_duration_s``; ``shape`` sets its shape options (``at_s``, ...)."""
+        bounded by ``max_duration_s`` (``max_load_s``); ``shape``: its shape options."""
         if self.load is not None:
             raise LoadError("load is already running in this drill")
         spec = LoadSpec(
             profiles.resolve(profile, self.profile_dirs),
             rate_rps,
-            duration_s=max_duration_s,
+            duration_s=self.max_load_s if max_duration_s is None else max_duration_s,
             model=model,
             arrivals=arrivals,
             workers=workers,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shakeout import faults
@@ -79,6 +79,10 @@ class FaultInjector:
         self.faults: list[FaultRun] = []
         self.stop_condition: StopCondition | None = None
         self.steady_state_timeout_s = STEADY_STATE_TIMEOUT_S
+        # Polled while a fault runs: a reason to end it now (its rollbacks played) and go on
+        # with the drill, as a game day's facilitator may ask (shakeout.gameday).
+        self.end_early: Callable[[], str | None] | None = None
+        self._ended_early: str | None = None
 
     def experiment_for(self, word: str) -> Path:
         """The experiment a fault word runs on this target; errors name the target file."""
@@ -139,13 +143,17 @@ class FaultInjector:
         config = {**self.session.chaos_configuration(), **variables}
         record = undo.write_record(self.session.target, experiment, config)
         load = self._load()
+        self._ended_early = None
         result = run_experiment(
             experiment,
             self.run_dir,
             config,
             on_tick=load.report if load else None,
-            should_abort=self._breached,
+            should_abort=self._should_abort,
         )
+        if self._ended_early is not None and result.abort_reason == self._ended_early:
+            # Ended on purpose, not by a breach: the drill goes on to recovery and its checks.
+            result = replace(result, abort_reason=None, ended_early=self._ended_early)
         if result.rollbacks_ok:
             record.remove()
         if self.progress:
@@ -162,13 +170,20 @@ class FaultInjector:
                 f"({'ok' if result.rollbacks_ok else 'ROLLBACK FAILED'}); "
                 f"journal {result.journal_path}"
             )
-        if result.status == "aborted" or not result.rollbacks_ok:
+        if (result.status == "aborted" and not result.ended_early) or not result.rollbacks_ok:
             raise FaultError(f"{result.summary()}; journal {result.journal_path}")
         if result.fault_start is None:
             raise FaultError(
                 f"fault {word!r} was not applied: {result.experiment}'s method never ran (its "
                 f"steady-state hypothesis did not hold before it); journal {result.journal_path}"
             )
+
+    def _should_abort(self) -> str | None:
+        reason = self.end_early() if self.end_early is not None else None
+        if reason is not None:
+            self._ended_early = reason
+            return reason
+        return self._breached()
 
     def _breached(self) -> str | None:
         condition, load = self.stop_condition, self._load()

@@ -31,6 +31,7 @@ from pydantic_core import CoreSchema, core_schema
 from shakeout._yaml import load_yaml_model
 from shakeout.contracts import PaymentsPolicy
 from shakeout.errors import did_you_mean
+from shakeout.gameday.spec import GameDaySpec
 from shakeout.placement import Placement
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
@@ -365,6 +366,7 @@ class LocalTarget(_Model):
     services: dict[Annotated[str, Field(pattern=_NAME)], ServiceSpec]
     faults: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
     slo: str | None = None
+    game_day: GameDaySpec = GameDaySpec()
 
     @model_validator(mode="after")
     def _gateway_exists(self) -> LocalTarget:

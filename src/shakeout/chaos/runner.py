@@ -75,6 +75,7 @@ class FaultRun:
     interrupted: bool = False
     abort_reason: str | None = None
     aborted_at: float | None = None
+    ended_early: str | None = None  # who ended it before its time (a game day's facilitator)
 
     def as_summary(self) -> dict[str, Any]:
         """This run as it is kept in a drill's ``summary.json``."""
@@ -87,6 +88,7 @@ class FaultRun:
             "rollbacks_ok": self.rollbacks_ok,
             "abort_reason": self.abort_reason,
             "aborted_at": self.aborted_at,
+            "ended_early": self.ended_early,
             "rolled_back_at": max((a.end or 0.0 for a in self.rollbacks), default=None),
             "journal": str(self.journal_path),
         }

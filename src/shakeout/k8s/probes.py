@@ -12,6 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
+from shakeout.chaos.hold import hold_fault
 from shakeout.k8s._api import ActivityFailed, ApiException, apps, extensions, namespace, not_found
 
 __all__ = [
@@ -74,9 +75,9 @@ def wait_until_available(
 
 
 def observe(seconds: float, configuration: Conf = None) -> dict[str, Any]:
-    """Hold the fault for ``seconds`` (the harness measures; this only waits)."""
-    time.sleep(float(seconds))  # the fault window itself, not a wait for a condition
-    return {"observed_s": float(seconds)}
+    """Hold the fault for ``seconds`` (the harness measures; this only waits), longer when a
+    game day holds it (:mod:`shakeout.chaos.hold`)."""
+    return {"observed_s": hold_fault(float(seconds))}
 
 
 def rollout_state(deployment: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from shakeout._yaml import load_yaml_model
 from shakeout.errors import ConfigError
+from shakeout.gameday.spec import GameDaySpec
 from shakeout.placement import Placement
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
@@ -132,6 +133,7 @@ class KubernetesTarget(_Model):
     faults: dict[Annotated[str, Field(pattern=_NAME)], str] = {}
     slo: str | None = None
     alerting: AlertingSpec | None = None  # None: the alert steps skip, saying so
+    game_day: GameDaySpec = GameDaySpec()
 
     def placement(self) -> Placement:
         """The expected replicas per Deployment over the zones: a cluster places pods its

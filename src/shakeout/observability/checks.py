@@ -169,6 +169,12 @@ class AlertChecks:
                 progress(f"warning: {row.journey}: the load and the servers disagree: {row.flag}")
         return self.compared
 
+    def live(self) -> list[AlertSpan]:
+        """The alerts that fired since the drill began, as they stand now (a game day's live
+        view; empty without alerting)."""
+        source = self.session.alerting()
+        return source.timeline(self.since) if isinstance(source, AlertSource) else []
+
     def document(self) -> list[dict[str, Any]]:
         """The drill's alert timeline for verdicts.json, each alert with its delay after the
         fault's start (best effort: no alerting, no timeline)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from shakeout.chaos.hold import hold_fault
 from shakeout.chaos.local import client
 
 __all__ = [
@@ -90,14 +91,15 @@ def wait_for_rollout_decision(
 
 
 def observe(seconds: float, configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Hold the fault for ``seconds``, then report how many replicas were ready at the end.
+    """Hold the fault for ``seconds`` (longer when a game day holds it, see
+    :mod:`shakeout.chaos.hold`), then report how many replicas were ready at the end.
 
     The fault window of an experiment is this probe's run in the journal.
     """
-    time.sleep(seconds)  # holding the fault is the point of this activity
+    held = hold_fault(seconds)  # a game day's facilitator may hold it longer
     with client(configuration) as platform:
         found = platform.replicas()
-    return {"held_s": seconds, "ready": sum(1 for r in found if r["ready"]), "total": len(found)}
+    return {"held_s": held, "ready": sum(1 for r in found if r["ready"]), "total": len(found)}
 
 
 def wait_until_ready(
