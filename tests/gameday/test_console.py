@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from rich.text import Text
+from screens import DOCS_IMAGES
 
 from conftest import ROOT
 
@@ -35,7 +36,6 @@ pytestmark = [
         reason="tmux not installed (apt-get install tmux): the console is tested in a terminal",
     ),
 ]
-DOCS = ROOT / "docs" / "images"
 SCREEN_S = 240.0  # a whole drill fits well within this under one busy core
 
 
@@ -100,8 +100,8 @@ class Terminal:
             return
         console = Console(record=True, width=80, file=open(os.devnull, "w"))  # noqa: SIM115
         console.print(Text.from_ansi(self.screen(colours=True).rstrip("\n")))
-        DOCS.mkdir(parents=True, exist_ok=True)
-        console.save_svg(str(DOCS / f"{name}.svg"), title="shakeout gameday")
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        console.save_svg(str(DOCS_IMAGES / f"{name}.svg"), title="shakeout gameday")
         console.file.close()
 
     def close(self) -> None:

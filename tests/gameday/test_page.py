@@ -8,8 +8,6 @@ so, without them. Its screenshot goes to docs/images/ only when SHAKEOUT_DOCS_SC
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -19,28 +17,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from screens import chromium, docs_shots
 
 from shakeout.gameday.page import LivePage
 from shakeout.gameday.snapshot import Snapshot, sample, write
 
-ROOT = Path(__file__).resolve().parents[2]
 BACK = "zone b is back <img src=x>"
-
-
-def _shots(tmp_path: Path) -> Path:
-    """docs/images/ when the docs' screenshots are wanted, else a throwaway folder."""
-    if os.environ.get("SHAKEOUT_DOCS_SCREENSHOTS") == "1":
-        shots = ROOT / "docs" / "images"
-        shots.mkdir(parents=True, exist_ok=True)
-        return shots
-    return tmp_path
-
-
-def _browser_missing() -> str | None:
-    for tool in ("chromium", "chromedriver"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed (apt-get install chromium chromium-driver)"
-    return None
 
 
 def _fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, Message, bytes]:
@@ -132,11 +114,6 @@ def _clock(t: float) -> str:
 
 
 def test_the_page_draws_the_drill_and_follows_it(tmp_path: Path) -> None:
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
@@ -147,16 +124,8 @@ def test_the_page_draws_the_drill_and_follows_it(tmp_path: Path) -> None:
     live = tmp_path / "live.json"
     first = sample()
     write(live, first)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1280,720")
-    # Debian's driver, never selenium-manager's download.
-    service = Service(executable_path=str(shutil.which("chromedriver")))
-    driver = webdriver.Chrome(options=options, service=service)
-    shot = _shots(tmp_path) / "gameday-page.png"
-    try:
+    shot = docs_shots(tmp_path) / "gameday-page.png"
+    with chromium(1280, 720) as driver:
         # The window's size includes the browser's chrome: fix the page's own to the projector's.
         viewport = {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False}
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", viewport)
@@ -207,8 +176,6 @@ def test_the_page_draws_the_drill_and_follows_it(tmp_path: Path) -> None:
             wait.until(lambda d: "no new snapshot" in text_of(d, "#stale"))
             page.stop()
             wait.until(lambda d: "cannot read" in text_of(d, "#stale"))
-    finally:
-        driver.quit()
     assert shot.stat().st_size > 10_000
 
 

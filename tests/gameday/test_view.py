@@ -5,7 +5,6 @@ SHAKEOUT_DOCS_SCREENSHOTS=1 (so the usual run leaves the work tree clean)."""
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 from typing import cast
@@ -13,22 +12,13 @@ from typing import cast
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
+from screens import docs_shots
 
 from shakeout.gameday import view
 from shakeout.gameday.snapshot import SPARK_S, Snapshot, sample
 
-ROOT = Path(__file__).resolve().parents[2]
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
 COLOUR_CODES = {*range(30, 50), *range(90, 98), *range(100, 108)}
-
-
-def _shots(tmp_path: Path) -> Path:
-    """docs/images/ when the docs' screenshots are wanted, else a throwaway folder."""
-    if os.environ.get("SHAKEOUT_DOCS_SCREENSHOTS") == "1":
-        shots = ROOT / "docs" / "images"
-        shots.mkdir(parents=True, exist_ok=True)
-        return shots
-    return tmp_path
 
 
 def _waiting() -> Snapshot:
@@ -242,7 +232,7 @@ def test_countdown_and_holds() -> None:
 
 
 def test_svg_screenshots_of_both_layouts(tmp_path: Path) -> None:
-    shots = _shots(tmp_path)
+    shots = docs_shots(tmp_path)
     for name, large in (
         ("gameday-view-sample.svg", False),
         ("gameday-view-sample-large.svg", True),

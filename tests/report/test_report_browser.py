@@ -7,6 +7,7 @@ Java; CI installs all of them (.ci/run), elsewhere the test is skipped saying wh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -14,20 +15,15 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from screens import chromium
 
 from conftest import ROOT, SampleRun
 from shakeout.report.build import build_html, missing_tools
 
 SHOTS = ROOT / "reports" / "browser"
-
-
-def _browser_missing() -> str | None:
-    for tool in ("chromium", "chromedriver"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed (apt-get install chromium chromium-driver)"
-    return None
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -61,12 +57,16 @@ def served(sample: SampleRun, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         thread.join(5)
 
 
+@contextlib.contextmanager
+def _screenshot(driver: Any, path: Path) -> Iterator[None]:
+    """A screenshot however the block ends (what a reviewer would have seen)."""
+    try:
+        yield
+    finally:
+        driver.save_screenshot(str(path))
+
+
 def test_drill_chart_and_journal_are_visible(served: tuple[str, Path]) -> None:
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -78,16 +78,8 @@ def test_drill_chart_and_journal_are_visible(served: tuple[str, Path]) -> None:
         for p in sorted((report / "data" / "test-cases").glob("*.json"))
         if json.loads(p.read_text("utf-8"))["status"] == "failed"
     )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1400,2000")
-    # Debian's driver, never selenium-manager's download.
-    service = Service(executable_path=str(shutil.which("chromedriver")))
-    driver = webdriver.Chrome(options=options, service=service)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    try:
+    with chromium(1400, 2000) as driver, _screenshot(driver, SHOTS / "drill.png"):
         wait = WebDriverWait(driver, 30)
         driver.get(f"{url}#testresult/{case['uid']}")
         wait.until(ec.visibility_of_element_located((By.XPATH, "//*[text()='drill chart']")))
@@ -107,7 +99,4 @@ def test_drill_chart_and_journal_are_visible(served: tuple[str, Path]) -> None:
         driver.find_element(By.XPATH, journal).click()
         wait.until(lambda d: '"rollbacks"' in d.find_element(By.TAG_NAME, "body").text)
         driver.execute_script("arguments[0].scrollIntoView()", chart)
-    finally:
-        driver.save_screenshot(str(SHOTS / "drill.png"))
-        driver.quit()
     assert (SHOTS / "drill.png").stat().st_size > 10_000
