@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -113,9 +114,11 @@ class Terminal:
 def terminal(tmp_path: Path, no_leftovers: None) -> Iterator[Callable[..., Terminal]]:
     opened: list[Terminal] = []
 
-    def start(feature: str, select: str, *extra: str) -> Terminal:
-        command = [sys.executable, "-m", "shakeout.cli", "gameday", f"features/{feature}"]
-        command += ["-k", select, "--alluredir", str(tmp_path / "allure"), *extra]
+    def start(feature: str | None, select: str | None, *extra: str) -> Terminal:
+        command = [sys.executable, "-m", "shakeout.cli", "gameday"]
+        if feature is not None:
+            command += [f"features/{feature}", "-k", str(select)]
+        command += ["--alluredir", str(tmp_path / "allure"), *extra]
         opened.append(Terminal(tmp_path, command))
         return opened[-1]
 
@@ -213,18 +216,41 @@ def test_dependency_brownout_aborted_mid_fault_is_rolled_back(
     assert "game day FAIL" in term.scrollback()
 
 
-def test_quit_mid_fault_leaves_no_fault_behind(
+def test_quit_mid_fault_of_a_drill_started_from_pytest_leaves_no_fault_behind(
     terminal: Callable[..., Terminal], tmp_path: Path
 ) -> None:
-    term = terminal("dependency.feature", "slows")
-    term.wait("go / no-go")
-    term.keys("g")
-    term.wait("WAITING: go: next")
-    term.keys("g")
-    term.wait("ends in")
-    term.keys("q")
-    assert term.exit_code() == 1
-    day = _day(tmp_path)
+    """``pytest FEATURE --gameday DIR`` runs the drill; ``shakeout gameday --attach DIR`` is
+    its console. Quitting mid-fault interrupts that pytest, which plays the rollbacks."""
+    day = tmp_path / "reports" / "gameday" / "from-pytest"
+    env = {
+        **os.environ,
+        "SHAKEOUT_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "SHAKEOUT_REPORTS_DIR": str(tmp_path / "reports"),
+    }
+    command = [sys.executable, "-m", "pytest", "features/dependency.feature", "-k", "slows"]
+    command += ["-p", "no:cacheprovider", "-q", "--gameday", str(day)]
+    with (tmp_path / "pytest.log").open("w") as log:
+        drill = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (day / "drill.pid").exists():  # the plugin writes it as the session starts
+            assert drill.poll() is None, (tmp_path / "pytest.log").read_text()
+            assert time.monotonic() < deadline, "pytest --gameday never started"
+            time.sleep(0.2)  # polls for the file under the deadline above
+        term = terminal(None, None, "--attach", str(day))
+        term.wait("go / no-go")
+        term.keys("g")
+        term.wait("WAITING: go: next")
+        term.keys("g")
+        term.wait("ends in")
+        term.keys("q")
+        assert term.exit_code() == 1
+        assert drill.wait(timeout=120) == 2  # interrupted, as Ctrl-C
+    finally:
+        if drill.poll() is None:
+            drill.send_signal(signal.SIGINT)
+            drill.wait(timeout=120)
     assert _fault_summary(day)["rollbacks"] == ["succeeded"]
     record = (day / "record.md").read_text()
     assert "abort: the facilitator quit" in record

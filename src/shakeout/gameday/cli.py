@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
             port=args.port,
             reports=Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports")),
             alluredir=args.alluredir,
+            attach=args.attach,
         )
     ).run()
 
@@ -34,7 +35,16 @@ def add_parser(commands: Any) -> None:
         help="run a feature live in front of a room: plan, go / no-go, step mode, hold, "
         "abort, notes, a read-only page and the game-day record",
     )
-    parser.add_argument("feature", type=Path, help="the feature file to run")
+    parser.add_argument(
+        "feature", type=Path, nargs="?", default=None, help="the feature file to run"
+    )
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="drive a drill started with `pytest FEATURE --gameday DIR` instead of starting one",
+    )
     parser.add_argument(
         "-k", dest="select", metavar="EXPR", help="scenarios to run (pytest's -k expression)"
     )

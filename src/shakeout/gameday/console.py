@@ -36,7 +36,7 @@ from rich.text import Text
 from shakeout._process import die_with_parent
 from shakeout.errors import ConfigError
 from shakeout.gameday import record, snapshot, view
-from shakeout.gameday.live import send
+from shakeout.gameday.live import PID_FILE, send
 from shakeout.gameday.page import LivePage
 from shakeout.plan import plan_feature
 from shakeout.target import load_target_file
@@ -48,9 +48,10 @@ REFRESH_S = 0.25
 
 @dataclass
 class Options:
-    """What ``shakeout gameday`` was given."""
+    """What ``shakeout gameday`` was given (``attach``: drive a drill process started with
+    ``pytest --gameday DIR`` instead of starting one)."""
 
-    feature: Path
+    feature: Path | None
     target: Path
     select: str | None = None  # pytest's -k expression
     auto: bool = False
@@ -60,6 +61,38 @@ class Options:
     port: int = 0
     reports: Path = Path("reports")
     alluredir: Path | None = None
+    attach: Path | None = None
+
+
+class _Attached:
+    """A drill process started elsewhere (``pytest ... --gameday DIR``), known by the pid it
+    wrote in DIR: the few calls of ``subprocess.Popen`` the console makes."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="utf-8")
+        except OSError:
+            return 0
+        # "pid (comm) state ...": an exited process its parent has not reaped yet is a zombie.
+        return 0 if stat.rpartition(")")[2].split()[0] == "Z" else None
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.2)  # polls the process under the deadline above
+        return 0
 
 
 @contextlib.contextmanager
@@ -123,7 +156,7 @@ class GameDayConsole:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.console = Console(no_color=options.no_color or None, highlight=False)
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: subprocess.Popen[bytes] | _Attached | None = None
         self.aborted = False
         self.typing: str | None = None  # a note being typed
         self.controls: list[dict[str, object]] = []
@@ -133,6 +166,15 @@ class GameDayConsole:
     def check(self) -> None:
         """Bad input is refused before anything starts (ConfigError names file and line)."""
         options = self.options
+        if options.attach is not None:
+            if not (options.attach / PID_FILE).is_file():
+                raise ConfigError(
+                    f"{options.attach}: no drill process to attach to (start one with `pytest "
+                    f"FEATURE --gameday {options.attach}`)"
+                )
+            return
+        if options.feature is None:
+            raise ConfigError("name a feature file to run, or --attach DIR")
         target = load_target_file(options.target)
         plans = plan_feature(options.feature, target, str(options.target))
         if not any(p.faults for p in plans):
@@ -141,6 +183,7 @@ class GameDayConsole:
     def command(self, directory: Path) -> list[str]:
         """The pytest run of the feature, driven through ``directory``."""
         options = self.options
+        assert options.feature is not None
         command = [sys.executable, "-m", "pytest", str(options.feature), "-p", "no:cacheprovider"]
         command += ["-q", "--target", str(options.target), "--gameday", str(directory)]
         if options.select:
@@ -155,18 +198,23 @@ class GameDayConsole:
         """Run the game day; 0 when it passed (every drill and checklist item)."""
         self.check()
         started = time.time()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        directory = self.options.reports / "gameday" / f"{stamp}-{self.options.feature.stem}"
-        directory.mkdir(parents=True, exist_ok=True)
-        log = (directory / "drill.log").open("wb")
-        self.child = subprocess.Popen(
-            self.command(directory),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the terminal's Ctrl-C is the console's to handle
-            preexec_fn=die_with_parent(signal.SIGINT),  # noqa: PLW1509 (see die_with_parent)
-        )
+        if self.options.attach is not None:
+            directory = self.options.attach
+            self.child = _Attached(int((directory / PID_FILE).read_text(encoding="utf-8")))
+        else:
+            assert self.options.feature is not None
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            directory = self.options.reports / "gameday" / f"{stamp}-{self.options.feature.stem}"
+            directory.mkdir(parents=True, exist_ok=True)
+            with (directory / "drill.log").open("wb") as log:
+                self.child = subprocess.Popen(
+                    self.command(directory),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # the terminal's Ctrl-C is the console's to handle
+                    preexec_fn=die_with_parent(signal.SIGINT),  # noqa: PLW1509
+                )
         previous = signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_signal)
@@ -178,7 +226,6 @@ class GameDayConsole:
             self._finish_child()
             page.stop()
             signal.signal(signal.SIGINT, previous)
-            log.close()
         return self._close(directory, started)
 
     # -- the live loop -------------------------------------------------------------------
@@ -282,8 +329,9 @@ class GameDayConsole:
         if scenarios:
             items = list(scenarios[0].get("plan", {}).get("checklist", []))
         answers = self._checklist(items) if items and not self._quit() else {}
+        feature = self.options.feature or (scenarios[0]["feature_file"] if scenarios else "?")
         day = record.GameDay(
-            feature_file=str(self.options.feature),
+            feature_file=str(feature),
             target=str(scenarios[0]["target"]) if scenarios else str(self.options.target),
             started_at=started,
             ended_at=time.time(),

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from shakeout.drill import Drill
 
 CONTROLS_FILE = "controls.jsonl"
+PID_FILE = "drill.pid"
 SCENARIOS_DIR = "scenarios"
 HOLD_STEP_S = 10.0  # one press of "hold" adds this much
 GAMEDAY_LOAD_S = 1800.0  # a game day's load may run this long (a room talks; still bounded)
@@ -105,6 +106,7 @@ class GameDayRun:
         self.hold_cap_s = hold_cap_s
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / SCENARIOS_DIR).mkdir(exist_ok=True)
+        (self.dir / PID_FILE).write_text(str(os.getpid()), encoding="utf-8")  # for --attach
         self._tail = ControlTail(self.dir / CONTROLS_FILE)
         self._lock = threading.RLock()
         self._go = threading.Event()
