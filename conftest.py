@@ -5,4 +5,5 @@ pytest_plugins = [
     "steps.drill_steps",
     "steps.report_plugin",
     "steps.gameday_plugin",
+    "steps.pipeline_plugin",
 ]

@@ -164,7 +164,8 @@ def _shown(filename: str) -> Path:
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
-def _scenario_of(item: pytest.Item) -> Scenario | None:
+def scenario_of(item: pytest.Item) -> Scenario | None:
+    """The scenario an item runs, rendered with its example's values (None: not a drill)."""
     template: ScenarioTemplate | None = scenario_wrapper_template_registry.get(
         getattr(item, "function", None)  # type: ignore[arg-type]
     )
@@ -182,7 +183,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     problems: list[str] = []
     features: set[Path] = set()
     for item in session.items:
-        scenario = _scenario_of(item)
+        scenario = scenario_of(item)
         if scenario is None:
             continue
         feature = _shown(scenario.feature.filename)
@@ -256,6 +257,8 @@ def pytest_bdd_before_step(
 
 
 _CALL_ERROR = pytest.StashKey[BaseException]()
+DRILL = pytest.StashKey[Drill]()
+"""An item's drill (set by the ``drill`` fixture), for plugins that read it at teardown."""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -312,12 +315,13 @@ def drill(platform: TargetSession, request: pytest.FixtureRequest) -> Iterator[D
             reporter.write_line(f"  [shakeout] {line}")
 
     reports = Path(os.environ.get("SHAKEOUT_REPORTS_DIR", "reports"))
-    scenario = _scenario_of(request.node)
+    scenario = scenario_of(request.node)
     profile_dirs = profiles.search_path(
         Path(scenario.feature.filename) if scenario else None,
         Path(request.config.getoption("--profiles")),
     )
     run = Drill(platform, request.node.name, reports, progress, profile_dirs)
+    request.node.stash[DRILL] = run  # for the plugins that read the run once it has ended
     try:
         yield run
     finally:

@@ -4,11 +4,13 @@
   labels and links instead of pytest markers;
 - scenario start: Allure labels (epic = scenario family, story, target) and parameters
   (target, load profile, rate);
+- each scenario's JUnit testcase: named by the scenario's title with its example's values (as
+  Allure shows it), its classname the feature's name;
 - each drill's end: ``shakeout.report.evidence.attach_drill_evidence`` (called by the drill
   fixture) attaches the evidence; the verdict goes into the JUnit XML as properties;
 - session end: ``categories.json``, ``environment.properties`` and ``executor.json`` in the Allure
   results, the scorecard under ``reports/``, the HTML report with ``--allure-html DIR``, and the
-  table of drills on the terminal.
+  table of drills on the terminal (plain rows in a CI log, see ``--shakeout-table``).
 
 Nothing here may fail a drill: report problems are logged and shown as warnings.
 """
@@ -16,14 +18,18 @@ Nothing here may fail a drill: report problems are logged and shown as warnings.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
+import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import allure
 import pytest
-from pytest_bdd.parser import Feature, Scenario
+from pytest_bdd.parser import Feature, Scenario, ScenarioTemplate
+from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from shakeout.report import evidence
 from shakeout.report.allure_files import (
@@ -39,7 +45,7 @@ from shakeout.report.allure_files import (
 from shakeout.report.build import build_html
 from shakeout.report.runs import read_run
 from shakeout.report.scorecard import Entry, Scorecards, entry_for
-from shakeout.report.terminal import render
+from shakeout.report.terminal import render, render_plain
 from shakeout.target import load_target_file
 
 log = logging.getLogger("shakeout.report")
@@ -52,6 +58,8 @@ _LOAD_STEP = re.compile(
 _FAILURES = pytest.StashKey[dict[str, tuple[list[str], str]]]()
 _LINES = pytest.StashKey[list[str]]()
 _TARGET = pytest.StashKey[str]()
+# Each scenario's node id -> (title as Allure shows it, feature's name).
+_TITLES = pytest.StashKey[dict[str, tuple[str, str]]]()
 
 # What the outcome is when a drill left no verdicts.json, from its failure's category.
 _OUTCOME_OF_CATEGORY = {
@@ -70,11 +78,82 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="after the drills, build the Allure HTML report into DIR (needs the pinned "
         "Allure CLI from `npm ci` and Java; says how to get them when missing)",
     )
+    group.addoption(
+        "--shakeout-table",
+        choices=("auto", "rich", "plain"),
+        default="auto",
+        help="the end-of-run table of drills: 'rich' (a boxed table fitted to the terminal), "
+        "'plain' (one line per drill that never wraps, for logs) or 'auto' (plain when "
+        "stdout is not a terminal or $CI is set; the default)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_FAILURES] = {}
     config.stash[_LINES] = []
+    config.stash[_TITLES] = {}
+
+
+def scenario_title(item: pytest.Item) -> tuple[str, str] | None:
+    """The title of the scenario an item runs, as Allure shows it (an outline's rendered with
+    its example's values), and its feature's name; None when the item is not a scenario.
+
+    An example whose title is the same as another's of its outline (the title names none of
+    the columns that differ) gets its example id appended: ``Zone b fails over [freezes]``.
+    """
+    # pytest-bdd's own registry, as steps.plugin finds an item's scenario.
+    template: ScenarioTemplate | None = scenario_wrapper_template_registry.get(
+        getattr(item, "function", None)  # type: ignore[arg-type]
+    )
+    if template is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    example = callspec.params.get("_pytest_bdd_example", {}) if callspec else {}
+    title = template.render(example).name
+    if callspec is not None and example:
+        titles = [template.render(c).name for ex in template.examples for c in ex.as_contexts()]
+        if titles.count(title) > 1:
+            title = f"{title} [{callspec.id}]"
+    feature = template.feature
+    return title, feature.name or Path(feature.filename).stem
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Note each scenario's title for the JUnit testcase, the scorecard and the table."""
+    titles = config.stash[_TITLES]
+    for item in items:
+        try:
+            named = scenario_title(item)
+        except Exception:  # a title is not worth a failed collection
+            log.warning("report: no title for %s", item.nodeid, exc_info=True)
+            continue
+        if named is not None:
+            titles[item.nodeid] = named
+
+
+@pytest.fixture(autouse=True)
+def _shakeout_junit_testcase(request: pytest.FixtureRequest) -> None:
+    """A scenario's JUnit testcase takes its title as ``name`` and its feature as
+    ``classname``, through pytest's ``record_xml_attribute``; its node id (what ``pytest``
+    and ``-k`` take) stays in the property ``shakeout.test``."""
+    config = request.config
+    named = config.stash[_TITLES].get(request.node.nodeid)
+    if named is None or config.getoption("xmlpath", None) is None:
+        return
+    title, feature = named
+    prefix = config.getoption("junitprefix", None)
+    request.node.user_properties.append(("shakeout.test", request.node.nodeid))
+    try:
+        with warnings.catch_warnings():
+            # The fixture is marked experimental, and warns that junit_family xunit2 drops
+            # the attributes it sets: not these two, the testcase attributes xunit2 keeps.
+            warnings.filterwarnings("ignore", "record_xml_attribute is", pytest.PytestWarning)
+            record: Callable[[str, object], None] = request.getfixturevalue("record_xml_attribute")
+        record("classname", f"{prefix}.{feature}" if prefix else feature)
+        record("name", title)
+    except Exception:
+        log.warning("report: JUnit name of %s not set", request.node.nodeid, exc_info=True)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -155,10 +234,13 @@ def _entry(config: pytest.Config, rec: evidence.Recorded) -> Entry:
     failed = config.stash[_FAILURES].get(rec.nodeid or "")
     category = category_of(*failed) if failed else None
     fallback = "pass" if not failed else _OUTCOME_OF_CATEGORY.get(category or "", "error")
+    title, feature = config.stash[_TITLES].get(rec.nodeid or "", (None, None))
     try:
-        entry = entry_for(read_run(rec.run_dir), fallback, category)
+        entry = entry_for(read_run(rec.run_dir), fallback, category, title, feature)
     except Exception:
-        return Entry(rec.run_dir.name, rec.target, fallback, category=category)
+        return Entry(
+            rec.run_dir.name, rec.target, fallback, category=category, title=title, feature=feature
+        )
     if failed and entry.outcome == "pass":
         # verdicts.json is written before the last steps; a step that failed after it wins.
         entry.outcome = fallback
@@ -186,6 +268,16 @@ def _entries(config: pytest.Config) -> list[Entry]:
     return [_entry(config, rec) for rec in evidence.RECORDED]
 
 
+def _plain_table(config: pytest.Config) -> bool:
+    """Plain rows unless on a terminal: a CI log has no width to fit a table to."""
+    choice = config.getoption("shakeout_table", "auto")
+    if choice != "auto":
+        return bool(choice == "plain")
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return True
+    return not sys.stdout.isatty()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Categories, environment, scorecard and (with ``--allure-html``) the HTML report."""
     config = session.config
@@ -200,8 +292,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _, comparisons = Scorecards(reports).save(
             entries, {"target": target, "git_sha": git_sha(root)}
         )
-        width = config.get_terminal_writer().fullwidth
-        lines.append(render(entries, comparisons, width=max(width, 100)))
+        if _plain_table(config):
+            lines.append(render_plain(entries, comparisons))
+        else:
+            writer = config.get_terminal_writer()
+            lines.append(
+                render(
+                    entries, comparisons, width=max(writer.fullwidth, 100), color=writer.hasmarkup
+                )
+            )
         regressions = sum(bool(c.regressions) for c in comparisons)
         lines.append(
             f"scorecard: {reports / 'scorecard.md'} ({regressions} regression(s) "

@@ -9,6 +9,8 @@ shakeout init NAME --command CMD ...       a target, SLO file, profile and featu
 shakeout cleanup [--target FILE]           play the rollbacks a killed run left behind
 shakeout rules SLOFILE [--out FILE] ...    Prometheus alert rules from an SLO file
 shakeout gameday FEATURE [-k EXPR] ...     run a drill live, step by step (docs/gameday.md)
+shakeout history import FOLDER...          add run folders to the results history (SQLite)
+shakeout report weekly [--nights 7]        the weekly digest of the last nights (docs/reports.md)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from shakeout.gameday.cli import add_parser as add_gameday_parser
 from shakeout.init import add_parser as add_init_parser
 from shakeout.observability import rules
 from shakeout.platform import lifecycle
+from shakeout.report.commands import add_parsers as add_report_parsers
 from shakeout.slofile import SLOFile, load_slo
 from shakeout.target import load_target_file, open_session
 from shakeout.topology import ObservabilitySpec, load_target
@@ -366,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules_parser.set_defaults(handler=_rules)
     add_gameday_parser(commands)
+    add_report_parsers(commands)
     return parser
 
 

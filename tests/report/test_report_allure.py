@@ -135,28 +135,67 @@ def test_plugin_writes_labels_evidence_and_side_files(sample: SampleRun) -> None
 def test_plugin_terminal_table_junit_and_scorecard(sample: SampleRun) -> None:
     out = sample.proc.stdout
     assert "shakeout report" in out
-    assert "fail (SLO breach)" in out
+    # stdout is a pipe here, as in a CI job: the plain table, one whole line per drill.
+    fragile = next(line for line in out.splitlines() if "against the fragile target" in line)
+    assert fragile.startswith("fail (SLO breach) ")
+    assert "observed 45.05% (91 requests) |    7.2 s | 450.5% | first run" in fragile
     # The drill's verdicts.json says pass, but a later step raised FaultError: the run's own
     # failure wins.
-    assert "error (fault not" in out  # the cell wraps in the narrow table
+    assert "error (fault not applied or rollback failed) | The fault could not be applied" in out
     assert "HTML report not built" not in out  # not asked for (no --allure-html)
     cases = {c.get("name"): c for c in ET.parse(sample.junit).getroot().iter("testcase")}
+    assert set(cases) == {
+        "A crash-looping release of orders is kept out of traffic",
+        "Zone b goes down against the fragile target",
+        "The fault could not be applied",
+    }  # the titles, as Allure names the results (test_plugin_writes_labels_...)
+    assert {c.get("classname") for c in cases.values()} == {"Service crash loop"}
     props = {
         name: {p.get("name"): p.get("value") for p in case.iter("property")}
         for name, case in cases.items()
     }
-    fragile = props["test_zone_b_goes_down_against_the_fragile_target"]
-    assert fragile["shakeout.outcome"] == "fail"
-    assert fragile["shakeout.category"] == "SLO breach"
-    assert fragile["shakeout.recovery_s"] == "7.2"
-    assert props["test_the_fault_could_not_be_applied"]["shakeout.outcome"] == "error"
+    fragile_props = props["Zone b goes down against the fragile target"]
+    assert fragile_props["shakeout.test"] == (
+        "test_sample.py::test_zone_b_goes_down_against_the_fragile_target"
+    )
+    assert fragile_props["shakeout.outcome"] == "fail"
+    assert fragile_props["shakeout.category"] == "SLO breach"
+    assert fragile_props["shakeout.recovery_s"] == "7.2"
+    assert props["The fault could not be applied"]["shakeout.outcome"] == "error"
     card = json.loads((sample.reports / "scorecard.json").read_text())
     assert [s["outcome"] for s in card["scenarios"]] == ["pass", "fail", "error"]
+    # The scorecard keeps the pytest name (its key across runs) beside the title.
+    assert [(s["drill"], s["title"], s["feature"]) for s in card["scenarios"]][1] == (
+        "test_zone_b_failure_and_traffic_fails_over[goes down]",  # the recorded run's
+        "Zone b goes down against the fragile target",
+        "Service crash loop",
+    )
+    md = (sample.reports / "scorecard.md").read_text()
+    assert "| Zone b goes down against the fragile target | fail |" in md
 
 
-def test_missing_cli_says_how_to_build(tmp_path: Path) -> None:
-    project = make_sample(tmp_path / "p")
-    run = run_sample(project, ["--allure-html", str(project / "reports" / "allure-report")])
+@pytest.fixture(scope="module")
+def other_sample(tmp_path_factory: pytest.TempPathFactory) -> SampleRun:
+    """The sample drills run once more, with the options the first run leaves at defaults."""
+    project = make_sample(tmp_path_factory.mktemp("other"))
+    extra = ["--allure-html", str(project / "reports" / "allure-report")]
+    extra += ["--shakeout-table", "rich", "--junit-prefix", "nightly"]
+    return run_sample(project, extra)
+
+
+def test_plugin_rich_table_on_request_and_junit_prefix(other_sample: SampleRun) -> None:
+    assert other_sample.proc.returncode == 1
+    out = other_sample.proc.stdout
+    assert "┃ scenario" in out  # the boxed table, fitted to COLUMNS=160
+    assert "│ The fault could not be applied " in out
+    assert "verdict                                      | scenario" not in out
+    # pytest's --junit-prefix still comes first in the classname.
+    cases = ET.parse(other_sample.junit).getroot().iter("testcase")
+    assert {c.get("classname") for c in cases} == {"nightly.Service crash loop"}
+
+
+def test_missing_cli_says_how_to_build(other_sample: SampleRun, tmp_path: Path) -> None:
+    run = other_sample
     assert run.proc.returncode == 1  # the drills' own failures, nothing more
     # The sample project has no node_modules: the report says what to install.
     assert "HTML report not built: missing the pinned Allure CLI" in run.proc.stdout

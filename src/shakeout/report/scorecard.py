@@ -4,14 +4,18 @@ compared with the same scenario's previous run to flag regressions.
 Each session's scorecard is saved under ``reports/scorecards/<stamp>.json`` (and copied to
 ``reports/scorecard.json`` and ``reports/scorecard.md``); a scenario is compared with its most
 recent earlier appearance on the same target, so a night that ran only some drills still
-compares each drill with its own last run.
+compares each drill with its own last run. Scenarios are shown by their title (as Allure shows
+them) but matched across runs by their pytest name (``drill``), which scorecards written before
+titles were kept also carry.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +31,21 @@ KEEP = 60
 
 _RANK = {"pass": 0, "inconclusive": 1, "aborted": 2, "fail": 3, "error": 4}
 
+# Verdict kinds that state a fact about the target (an event seen, a rollout's end, an alert,
+# orders lost) rather than a measured value against a limit.
+FACTS = ("data", "steady_state", "rollout", "event", "alert")
+# Count units where more is better: the objective expects at least the threshold.
+_AT_LEAST = {"events": "fired", "notifications": "received"}
+
 
 @dataclass
 class Entry:
-    """One scenario's line on the scorecard."""
+    """One scenario's line on the scorecard.
+
+    ``drill`` is the pytest name (``test_zone_b_..._fails_over[goes down]``): the key across
+    runs. ``title`` is the scenario's title with its example's values, as Allure shows it, and
+    ``feature`` its feature's; both are None in scorecards written before they were kept.
+    """
 
     drill: str
     target: str
@@ -40,11 +55,37 @@ class Entry:
     budget_burned_pct: float | None = None
     category: str | None = None
     run_dir: str | None = None
+    title: str | None = None
+    feature: str | None = None
 
     @property
     def key(self) -> str:
-        """What identifies a scenario across runs: its name and target."""
+        """What identifies a scenario across runs: its pytest name and target."""
         return f"{self.target}::{self.drill}"
+
+    @property
+    def name(self) -> str:
+        """What a reader sees: the scenario's title, else (older entries) the pytest name."""
+        return self.title or self.drill
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Entry:
+        """An entry as saved in a scorecard, older or newer (unknown fields are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def display_names(entries: Sequence[Entry]) -> list[str]:
+    """Each entry's name for a table, told apart where two share a title in one run: by the
+    feature first, else by the pytest name."""
+    names = [e.name for e in entries]
+    for tags in ([e.feature for e in entries], [e.drill if e.title else None for e in entries]):
+        counts = Counter(names)
+        names = [
+            f"{n} ({tag})" if counts[n] > 1 and tag else n
+            for n, tag in zip(names, tags, strict=True)
+        ]
+    return names
 
 
 @dataclass
@@ -70,21 +111,65 @@ def _margin(row: VerdictRow) -> float:
     return obs / limit if limit else 0.0
 
 
+def _fact_margin(row: VerdictRow) -> float:
+    """:func:`_margin` for a fact: how close it came to not holding (counts of events and
+    notifications are better higher; the others, times and counts, lower)."""
+    obs, limit = row.observed, row.threshold
+    if obs is None or limit is None:
+        return 0.0
+    if row.unit in _AT_LEAST:
+        return limit / obs if obs else float("inf")
+    return obs / limit if limit else 0.0
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+def fact_text(row: VerdictRow) -> str:
+    """A fact's line in words, never as a share of a limit: ``the target reports that a
+    circuit breaker opened: fired 5 / expected >= 1``, ``... rolled back within 15 s: took
+    4.8 s``, ``no alert fires: 0 alerts``."""
+    obs, limit, unit = row.observed, row.threshold, row.unit or ""
+    if obs is None:
+        return f"{row.objective}: {'met' if row.status == 'pass' else 'not measured'}"
+    if unit in _AT_LEAST:
+        wanted = f" / expected >= {_g(limit)}" if limit is not None else ""
+        return f"{row.objective}: {_AT_LEAST[unit]} {_g(obs)}{wanted}"
+    if unit == "s":
+        verb = "observed" if row.kind == "data" else "took"
+        return f"{row.objective}: {verb} {obs:.1f} s"
+    return f"{row.objective}: {_g(obs)} {unit}".rstrip()
+
+
 def worst_objective(rows: list[VerdictRow]) -> str | None:
-    """The objective a reviewer should read first: a failure, else the one nearest its limit."""
+    """The objective a reviewer should read first: a failure, else the one nearest its limit.
+
+    A measured objective reads ``p95 < 300 ms (90% of limit)``; a fact (an event, a rollout,
+    an alert, orders; only when a drill judged nothing else) reads in its own words
+    (:func:`fact_text`), since a count of events is no share of a limit.
+    """
     if not rows:
         return None
     failed = [r for r in rows if r.status != "pass"]
-    facts = ("data", "steady_state", "rollout", "event", "alert")  # not a value against a limit
-    pool = failed or [r for r in rows if r.kind not in facts] or rows
-    worst = max(pool, key=_margin)
-    if worst.status == "pass":
-        return f"{worst.objective} ({_margin(worst):.0%} of limit)"
-    return f"{worst.status}: {worst.message or worst.objective}"
+    pool = failed or [r for r in rows if r.kind not in FACTS] or rows
+    worst = max(pool, key=lambda r: _fact_margin(r) if r.kind in FACTS else _margin(r))
+    if worst.status != "pass":
+        return f"{worst.status}: {worst.message or worst.objective}"
+    if worst.kind in FACTS:
+        return fact_text(worst)
+    return f"{worst.objective} ({_margin(worst):.0%} of limit)"
 
 
-def entry_for(run: RunFolder, outcome: str | None = None, category: str | None = None) -> Entry:
-    """The scorecard entry of a run folder; ``outcome`` stands in when verdicts.json is missing."""
+def entry_for(
+    run: RunFolder,
+    outcome: str | None = None,
+    category: str | None = None,
+    title: str | None = None,
+    feature: str | None = None,
+) -> Entry:
+    """The scorecard entry of a run folder; ``outcome`` stands in when verdicts.json is missing.
+    ``title`` and ``feature`` are the scenario's (the run folder knows only the pytest name)."""
     v = run.verdicts
     return Entry(
         drill=run.drill,
@@ -95,6 +180,8 @@ def entry_for(run: RunFolder, outcome: str | None = None, category: str | None =
         budget_burned_pct=v.budget_burned_pct if v else None,
         category=category,
         run_dir=str(run.path),
+        title=title,
+        feature=feature,
     )
 
 
@@ -139,18 +226,25 @@ class Scorecards:
         return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
 
     def previous(self, key: str, before: str | None = None) -> tuple[Entry, str] | None:
-        """The most recent saved entry of a scenario (older than ``before``), with its stamp."""
+        """The most recent saved entry of a scenario (older than ``before``), with its stamp.
+
+        ``key`` is :attr:`Entry.key` (target and pytest name), which scorecards written
+        before scenario titles were kept share with today's.
+        """
         for path in reversed(self._files()):
             if before is not None and path.stem >= before:
                 continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                for raw in data.get("scenarios", []):
-                    entry = Entry(**raw)
-                    if entry.key == key:
-                        return entry, path.stem
-            except (OSError, ValueError, TypeError):
+                scenarios = json.loads(path.read_text(encoding="utf-8")).get("scenarios", [])
+            except (OSError, ValueError, AttributeError):
                 continue  # a damaged old scorecard must not stop tonight's report
+            for raw in scenarios if isinstance(scenarios, list) else []:
+                try:
+                    entry = Entry.from_dict(raw)
+                except (TypeError, AttributeError):
+                    continue
+                if entry.key == key:
+                    return entry, path.stem
         return None
 
     def save(self, entries: list[Entry], meta: dict[str, Any]) -> tuple[Path, list[Comparison]]:
@@ -197,7 +291,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "| scenario | verdict | worst objective | recovery | budget burned | vs previous |",
         "|---|---|---|---|---|---|",
     ]
-    for row in doc.get("scenarios", []):
+    rows = doc.get("scenarios", [])
+    names = display_names([Entry.from_dict(row) for row in rows])
+    for row, name in zip(rows, names, strict=True):
         vs = "; ".join(row.get("regressions") or []) or (
             "no regression" if row.get("previous") else "first run"
         )
@@ -206,7 +302,7 @@ def markdown(doc: dict[str, Any]) -> str:
             + " | ".join(
                 _cell(x)
                 for x in (
-                    row["drill"],
+                    name,
                     row["outcome"],
                     row.get("worst_objective") or "",
                     _show(row.get("recovery_s"), " s"),
