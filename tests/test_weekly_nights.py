@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from screens import ROOT
 
-from conftest import ROOT
 from shakeout import history
 from shakeout.report.digest import write_digest
 

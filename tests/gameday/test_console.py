@@ -25,9 +25,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from rich.text import Text
-from screens import DOCS_IMAGES
-
-from conftest import ROOT
+from screens import DOCS_IMAGES, ROOT
 
 TMUX = shutil.which("tmux")
 pytestmark = [

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
+from screens import ROOT
+
 from shakeout.gameday import record
 
 DESCRIPTION = """A zone goes down.
