@@ -38,6 +38,8 @@ from shakeout.platform.supervisor import Supervisor
 from shakeout.slofile import SLOFile, load_slo
 from shakeout.topology import LocalTarget, load_target
 
+ROUTER_KEEPALIVE_S = 300  # seconds
+
 
 class _Server(uvicorn.Server):
     """uvicorn server that leaves signal handling to the daemon."""
@@ -162,6 +164,10 @@ async def serve(target: LocalTarget, target_file: str, directory: Path, owner: i
         access_log=False,
         server_header=False,
         date_header=False,
+        # Keep idle client connections as a proxy does (Envoy: an hour; nginx: 75 s), not
+        # uvicorn's 5 s: a load generator reusing a connection the router was closing at that
+        # moment saw "connection closed" on a request (a key-rotation drill lost 1 of 77).
+        timeout_keep_alive=ROUTER_KEEPALIVE_S,
     )
     server = _Server(config)
     stop = asyncio.Event()
