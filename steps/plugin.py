@@ -164,8 +164,8 @@ def _shown(filename: str) -> Path:
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
-def scenario_of(item: pytest.Item) -> Scenario | None:
-    """The scenario an item runs, rendered with its example's values (None: not a drill)."""
+def scenario_template(item: pytest.Item) -> tuple[ScenarioTemplate, dict[str, str]] | None:
+    """The scenario template an item runs and its example's values (None: not a drill)."""
     template: ScenarioTemplate | None = scenario_wrapper_template_registry.get(
         getattr(item, "function", None)  # type: ignore[arg-type]
     )
@@ -173,7 +173,13 @@ def scenario_of(item: pytest.Item) -> Scenario | None:
         return None
     callspec = getattr(item, "callspec", None)
     example = callspec.params.get("_pytest_bdd_example", {}) if callspec else {}
-    return template.render(example)
+    return template, example
+
+
+def scenario_of(item: pytest.Item) -> Scenario | None:
+    """The scenario an item runs, rendered with its example's values (None: not a drill)."""
+    found = scenario_template(item)
+    return found[0].render(found[1]) if found is not None else None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -28,8 +28,7 @@ from typing import Any
 
 import allure
 import pytest
-from pytest_bdd.parser import Feature, Scenario, ScenarioTemplate
-from pytest_bdd.scenario import scenario_wrapper_template_registry
+from pytest_bdd.parser import Feature, Scenario
 
 from shakeout.report import evidence
 from shakeout.report.allure_files import (
@@ -47,6 +46,7 @@ from shakeout.report.runs import read_run
 from shakeout.report.scorecard import Entry, Scorecards, entry_for
 from shakeout.report.terminal import render, render_plain
 from shakeout.target import load_target_file
+from steps.plugin import scenario_template
 
 log = logging.getLogger("shakeout.report")
 
@@ -101,14 +101,11 @@ def scenario_title(item: pytest.Item) -> tuple[str, str] | None:
     An example whose title is the same as another's of its outline (the title names none of
     the columns that differ) gets its example id appended: ``Zone b fails over [freezes]``.
     """
-    # pytest-bdd's own registry, as steps.plugin finds an item's scenario.
-    template: ScenarioTemplate | None = scenario_wrapper_template_registry.get(
-        getattr(item, "function", None)  # type: ignore[arg-type]
-    )
-    if template is None:
+    found = scenario_template(item)
+    if found is None:
         return None
+    template, example = found
     callspec = getattr(item, "callspec", None)
-    example = callspec.params.get("_pytest_bdd_example", {}) if callspec else {}
     title = template.render(example).name
     if callspec is not None and example:
         titles = [template.render(c).name for ex in template.examples for c in ex.as_contexts()]
