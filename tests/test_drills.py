@@ -139,6 +139,7 @@ LIBRARY = [
     ("capacity", 2),
     ("config", 2),
     ("data", 1),
+    ("drain", 1),
 ]
 
 

@@ -35,6 +35,10 @@ class PlatformUnreachable(PlatformError):
     """The platform's control API did not answer."""
 
 
+class EvictionRefused(PlatformError):
+    """A disruption budget forbids an eviction for now (the API answers 429): ask again later."""
+
+
 class LoadError(ShakeoutError):
     """The load generator failed to start or ended abnormally."""
 

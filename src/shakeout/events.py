@@ -22,6 +22,8 @@ EVENT_WORDS: dict[str, str] = {
     "rollout_rolled_back": "a release was rolled back",
     "rollout_promoted": "a release was promoted",
     "zone_not_ready": "a zone was found not ready",
+    "eviction_refused": "a disruption budget held an eviction back",
+    "replica_evicted": "a replica was evicted",
 }
 """Event kind -> what happened, in words (``the target reports that <words>``)."""
 

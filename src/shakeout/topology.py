@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
@@ -294,6 +295,13 @@ class NodesSpec(_Model):
     grace_s: Annotated[float, Field(gt=0, le=600)] = 1.0
 
 
+class DisruptionBudget(_Model):
+    """A PodDisruptionBudget: a voluntary eviction (a node drain) of a ready replica is refused
+    while it would leave more than ``max_unavailable`` of the service's replicas unready."""
+
+    max_unavailable: Annotated[int, Field(ge=0, le=50)] = 1
+
+
 class ObservabilitySpec(_Model):
     """Prometheus and Alertmanager beside the platform (``docs/observability.md``).
 
@@ -354,6 +362,7 @@ class PlatformSpec(_Model):
     capacity: dict[Annotated[str, Field(pattern=_NAME)], Annotated[float, Field(gt=0)]] = {}
     autoscaler: AutoscalerSpec = AutoscalerSpec()
     observability: ObservabilitySpec = ObservabilitySpec()
+    disruption_budgets: dict[Annotated[str, Field(pattern=_NAME)], DisruptionBudget] = {}
 
 
 class LocalTarget(_Model):
@@ -383,21 +392,20 @@ class LocalTarget(_Model):
         return self
 
     @model_validator(mode="after")
-    def _capacity_services_exist(self) -> LocalTarget:
-        for name in self.platform.capacity:
-            if name not in self.services:
-                raise ValueError(f"platform.capacity names {name!r}, which is not in services")
-        for name in self.platform.router.per_try_timeouts_s:
-            if name not in self.services:
-                raise ValueError(
-                    f"platform.router.per_try_timeouts_s names {name!r}, which is not in services"
-                )
-        for name in self.platform.autoscaler.services:
-            if name not in self.services:
-                raise ValueError(
-                    f"platform.autoscaler.services names {name!r}, which is not in services"
-                )
-            if name not in self.platform.capacity:
+    def _named_services_exist(self) -> LocalTarget:
+        platform = self.platform
+        named: dict[str, Mapping[str, object]] = {
+            "platform.capacity": platform.capacity,
+            "platform.router.per_try_timeouts_s": platform.router.per_try_timeouts_s,
+            "platform.autoscaler.services": platform.autoscaler.services,
+            "platform.disruption_budgets": platform.disruption_budgets,
+        }
+        for field, names in named.items():
+            for name in names:
+                if name not in self.services:
+                    raise ValueError(f"{field} names {name!r}, which is not in services")
+        for name in platform.autoscaler.services:
+            if name not in platform.capacity:
                 raise ValueError(
                     f"platform.autoscaler.services.{name}: the autoscaler needs"
                     f" platform.capacity.{name} (requests per second per replica)"

@@ -114,6 +114,48 @@ def test_zone_outage_drains_the_zone_and_uncordons_it(
     assert outputs(journal, "rollbacks")["bring-zone-back"][0] == "succeeded"
 
 
+def _shop_nodes(fake: FakeApiServer) -> list[str]:
+    return sorted({p["spec"]["nodeName"] for p in fake.cluster.pods.values()})
+
+
+def test_node_drain_drains_each_node_in_turn_and_uncordons_it(
+    fake: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    nodes = _shop_nodes(fake)
+    journal = run_chaos("node-drain", kubeconfig, tmp_path, timeout_s=10.0)
+    assert journal["status"] == "completed", journal
+    status, output = outputs(journal)["drain-nodes-in-turn"]
+    assert status == "succeeded"
+    assert sorted(output["drained"]) == nodes
+    patched = [p.rsplit("/", 1)[1] for m, p in fake.cluster.log if m == "PATCH" and "/nodes/" in p]
+    assert patched[: 2 * len(nodes)] == [n for n in nodes for _ in (0, 1)], "not one at a time"
+    evictions = [p for m, p in fake.cluster.log if m == "POST" and p.endswith("/eviction")]
+    assert len(evictions) >= sum(len(v) for v in output["drained"].values()) > 0
+    assert all(not n["spec"].get("unschedulable") for n in fake.cluster.nodes.values())
+    assert not any(
+        "shakeout.io/drain" in n["metadata"]["labels"] for n in fake.cluster.nodes.values()
+    )
+
+
+def test_node_drain_held_by_a_budget_fails_and_its_rollback_uncordons(
+    fake: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    for (_, name), pdb in fake.cluster.pdbs.items():
+        if name.startswith("catalog"):
+            pdb["spec"] = {**pdb["spec"], "minAvailable": 2}  # every catalog pod: none may go
+    journal = run_chaos("node-drain", kubeconfig, tmp_path, timeout_s=1.0)
+    status, _ = outputs(journal)["drain-nodes-in-turn"]
+    assert status == "failed"
+    failure = "".join(journal["run"][0].get("exception", []))
+    assert "429" in failure and "catalog-" in failure
+    assert outputs(journal, "rollbacks")["uncordon-drained-nodes"][0] == "succeeded"
+    assert all(not n["spec"].get("unschedulable") for n in fake.cluster.nodes.values())
+    assert (
+        len([p for p in fake.cluster.pods.values() if p["metadata"]["name"].startswith("catalog-")])
+        == 2
+    )
+
+
 @pytest.mark.parametrize(
     ("word", "variables", "knob", "value"),
     [

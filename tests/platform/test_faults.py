@@ -89,3 +89,34 @@ def test_scale_down_and_back(client: lifecycle.PlatformClient, tmp_path: Path) -
         lambda: sum(1 for r in client.replicas() if r["service"] == "gateway" and r["ready"]) == 3,
         15,
     )
+
+
+def _cordoned(client: lifecycle.PlatformClient) -> list[str]:
+    return [z for z, health in client.status()["zone_health"].items() if health["cordoned"]]
+
+
+def test_node_drain_moves_every_replica_node_by_node(
+    client: lifecycle.PlatformClient, tmp_path: Path
+) -> None:
+    before = {r["pid"] for r in client.replicas()}  # ids are reused by replacements, not pids
+    kinds = _run(client, tmp_path, "node-drain", timeout_s=30.0)
+    assert kinds.count("node_cordoned") == kinds.count("node_uncordoned") == 3
+    assert kinds.count("replica_evicted") >= len(before)
+    assert "eviction_refused" in kinds  # the budgets made the drain wait for replacements
+    assert wait_for(lambda: _steady(client), 15)
+    assert not {r["pid"] for r in client.replicas()} & before, "a replica was never evicted"
+    assert not _cordoned(client)
+
+
+def test_a_drain_the_budgets_hold_past_its_timeout_fails_and_leaves_no_cordon(
+    client: lifecycle.PlatformClient, tmp_path: Path
+) -> None:
+    assert wait_for(lambda: _steady(client), 15)
+    experiment = ROOT / REGISTRY["node-drain"].experiments["local"]
+    result = run_experiment(experiment, tmp_path, {"shakeout_target": "local", "timeout_s": 0.01})
+    drain = next(a for a in result.method if a.name == "drain-nodes-in-turn")
+    assert drain.status == "failed", result.summary()
+    assert "the disruption budgets still refuse the eviction of" in (drain.exception or "")
+    assert result.rollbacks_ok, result.summary()
+    assert not _cordoned(client)
+    assert wait_for(lambda: _steady(client), 15)

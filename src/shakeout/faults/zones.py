@@ -1,4 +1,5 @@
-"""A zone fails: its nodes go down (processes killed) or freeze (processes stopped)."""
+"""A zone fails: its nodes go down (processes killed) or freeze (processes stopped); or every
+zone's node is drained in turn for an upgrade."""
 
 from __future__ import annotations
 
@@ -48,3 +49,30 @@ class ZoneFreeze(_ZoneFault):
         local="scenarios/zone_freeze.json",
         kubernetes="scenarios/kubernetes/zone_freeze.json",
     )
+
+
+class DrainParams(Params):
+    timeout_s: Annotated[float, Field(gt=0.0, le=3600.0)]
+
+
+class NodeDrain(Fault[DrainParams]):
+    """A rolling node upgrade: every node is drained in turn (cordoned, its replicas evicted
+    within their disruption budgets), then uncordoned."""
+
+    word = "node-drain"
+    phrase = "every node is drained in turn, waiting at most {seconds:d} seconds per node"
+    experiments = on(
+        local="scenarios/node_drain.json",
+        kubernetes="scenarios/kubernetes/node_drain.json",
+    )
+
+    def params(self, args: Mapping[str, Any]) -> DrainParams:
+        return DrainParams(timeout_s=float(args["seconds"]))
+
+    def reach(self, placement: Placement, params: DrainParams) -> Reach:
+        every = [replica for replica, _ in placement.every()]
+        return Reach(
+            every,
+            f"all {len(every)} replicas, evicted node by node as the disruption budgets allow "
+            "(each replaced in another zone)",
+        )

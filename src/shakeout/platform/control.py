@@ -6,8 +6,8 @@ Routes (all JSON, all need ``Authorization: Bearer <token>``):
 GET  /v1/status                        services, versions, weights, rollouts and every replica
 GET  /v1/replicas                      replicas with zone, version, state, readiness, restarts
 GET  /v1/events?since=SEQ              platform events (restarts, ejections, rollouts, faults)
-POST /v1/replicas/{id}/{action}        action: kill | freeze | resume
-POST /v1/zones/{zone}/{action}         action: kill (zone down) | freeze | resume
+POST /v1/replicas/{id}/{action}        action: kill | freeze | resume | evict (429: budget says no)
+POST /v1/zones/{zone}/{action}         action: kill (zone down) | freeze | resume | (un)cordon
 POST /v1/services/{name}/deploy        {"version", "weight", "env", "replicas"}
 POST /v1/services/{name}/promote
 POST /v1/services/{name}/rollback
@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shakeout.errors import PlatformError
+from shakeout.errors import EvictionRefused, PlatformError
 from shakeout.platform import secrets as platform_secrets
 from shakeout.platform.replicas import NotFound
 from shakeout.platform.supervisor import Supervisor
@@ -150,8 +150,10 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             supervisor.freeze(replica)
         elif action == "resume":
             supervisor.resume(replica)
+        elif action == "evict":  # the Eviction API: 429 while a disruption budget refuses
+            return JSONResponse(await supervisor.drain.evict(replica))
         else:
-            return _error(404, f"unknown replica action {action!r} (kill, freeze, resume)")
+            return _error(404, f"unknown replica action {action!r} (kill, freeze, resume, evict)")
         return JSONResponse({"replica": replica.id, "action": action})
 
     async def zone_action(request: Request) -> JSONResponse:
@@ -163,8 +165,13 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             ids = supervisor.zone_freeze(zone)
         elif action == "resume":
             ids = supervisor.zone_up(zone)
+        elif action in ("cordon", "uncordon"):  # a node drain's, not a fault of the world
+            ids = [r.id for r in supervisor.zone_replicas(zone)]
+            (supervisor.drain.cordon if action == "cordon" else supervisor.drain.uncordon)(zone)
         else:
-            return _error(404, f"unknown zone action {action!r} (kill, freeze, resume)")
+            return _error(
+                404, f"unknown zone action {action!r} (kill, freeze, resume, cordon, uncordon)"
+            )
         return JSONResponse({"zone": zone, "action": action, "replicas": ids})
 
     async def deploy(request: Request) -> JSONResponse:
@@ -292,6 +299,7 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
         ],
         exception_handlers={
             NotFound: lambda req, exc: _error(404, str(exc)),
+            EvictionRefused: lambda req, exc: _error(429, str(exc)),
             PlatformError: lambda req, exc: _error(409, str(exc)),
             ValidationError: lambda req, exc: _error(400, str(exc)),
             ValueError: lambda req, exc: _error(400, f"invalid request: {exc}"),

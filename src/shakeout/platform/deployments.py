@@ -76,9 +76,9 @@ class DeploymentController:
         changed: Callable[[], None],
     ) -> None:
         """Manage ``services`` over ``zones`` (``ready_zones``: those the node controller finds
-        ready) under the rollout ``policy``; ``kubelet`` runs the replicas; ``find_service``
-        names an unknown service; ``event`` records, ``changed`` is called when the endpoints
-        may have changed."""
+        ready and not cordoned) under the rollout ``policy``; ``kubelet`` runs the replicas;
+        ``find_service`` names an unknown service; ``event`` records, ``changed`` is called
+        when the endpoints may have changed."""
         self.services = services
         self.zones = zones
         self._ready_zones = ready_zones
@@ -93,7 +93,8 @@ class DeploymentController:
     def zone_for(self, svc: Service, version: str) -> str:
         """Placement: the ready zone holding the fewest replicas of this version (the first
         such in the target's order), so replicas spread over the zones and none is placed in
-        a zone the node controller found not ready. With no zone ready, any zone."""
+        a zone the node controller found not ready, or that is cordoned. With no such zone,
+        any zone."""
         held = (r.zone for r in svc.replicas if r.version == version)
         return next_zone(self._ready_zones() or list(self.zones), held)
 

@@ -19,7 +19,7 @@ import httpx
 
 from shakeout._process import tail, wait_for
 from shakeout.contracts import ServiceSettings
-from shakeout.errors import PlatformError, PlatformUnreachable
+from shakeout.errors import EvictionRefused, PlatformError, PlatformUnreachable
 from shakeout.platform.daemon import bind_all
 from shakeout.platform.secrets import remove_store
 from shakeout.platform.state import PlatformState, pid_alive, read_state, state_dir
@@ -70,7 +70,9 @@ class PlatformClient:
                 detail = response.json().get("error", response.text)
             except ValueError:
                 detail = response.text
-            raise PlatformError(f"platform {self.state.target!r}: {method} {path}: {detail}")
+            refused = response.status_code == 429  # a disruption budget: ask again later
+            error = EvictionRefused if refused else PlatformError
+            raise error(f"platform {self.state.target!r}: {method} {path}: {detail}")
         return response.json()
 
     def status(self) -> dict[str, Any]:
@@ -99,9 +101,18 @@ class PlatformClient:
         return result
 
     def zone_action(self, zone: str, action: str) -> dict[str, Any]:
-        """Kill, freeze or resume a whole zone."""
+        """Kill, freeze or resume a whole zone, or cordon or uncordon its node."""
         result: dict[str, Any] = self._call("POST", f"/v1/zones/{zone}/{action}")
         return result
+
+    def evict_replica(self, replica: str) -> bool:
+        """Ask for one replica's eviction (the Eviction API): True once granted, False while
+        its disruption budget refuses it (ask again later, as ``kubectl drain`` does)."""
+        try:
+            self._call("POST", f"/v1/replicas/{replica}/evict")
+        except EvictionRefused:
+            return False
+        return True
 
     def deploy(
         self,

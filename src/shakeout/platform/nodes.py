@@ -6,6 +6,9 @@ the world's node agent answers a poll every ``heartbeat_s``); a zone that has se
 of the endpoints; when heartbeats come back it is *ready* again and the replicas waiting for it
 start. Nothing tells this controller that a fault happened: a zone that goes down or freezes
 simply stops answering, and a zone that is merely slow to answer one poll is not failed.
+
+A *cordoned* zone (its node being drained, ``shakeout.platform.drain``) stays ready and keeps
+its replicas, but placement puts nothing new there.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class NodeController:
         now = clock()
         self._last_seen = dict.fromkeys(zones, now)
         self._ready = dict.fromkeys(zones, True)
+        self.cordoned: set[str] = set()  # unschedulable: being drained
 
     def ready(self, zone: str) -> bool:
         """Whether the control plane considers ``zone`` ready."""
@@ -43,6 +47,10 @@ class NodeController:
     def ready_zones(self) -> list[str]:
         """Every ready zone, in the target's order."""
         return [zone for zone, ready in self._ready.items() if ready]
+
+    def schedulable_zones(self) -> list[str]:
+        """Every ready zone that is not cordoned: where placement may put a new replica."""
+        return [zone for zone in self.ready_zones() if zone not in self.cordoned]
 
     def tick(self) -> None:
         """Take this round's heartbeats and update each zone's condition."""

@@ -36,6 +36,7 @@ from shakeout.platform.autoscaler import Autoscaler
 from shakeout.platform.cgroups import Cgroups
 from shakeout.platform.config import ConfigManager
 from shakeout.platform.deployments import DeploymentController
+from shakeout.platform.drain import NodeDrain
 from shakeout.platform.kubelet import Kubelet
 from shakeout.platform.migration import MigrationJob
 from shakeout.platform.nodes import NodeController
@@ -109,13 +110,17 @@ class Supervisor:
         self.deployments = DeploymentController(
             self.services,
             self.spec.zones,
-            self.nodes.ready_zones,
+            self.nodes.schedulable_zones,
             self.spec.rollout,
             self.kubelet,
             self.find_service,
             self.event,
             self._changed,
         )
+        self.drain = NodeDrain(  # cordons, and evictions within the disruption budgets
+            self.services, self.nodes, self.spec.disruption_budgets, self.deployments,
+            self.kubelet, self.event, self._changed, self._spawn,
+        )  # fmt: skip
         # The controllers: each sees the platform only through the view (never the world).
         view: ClusterView = self
         self.config = ConfigManager(view)  # live config (feature flags), staged rollout
@@ -412,7 +417,11 @@ class Supervisor:
             "target": self.target.name,
             "zones": list(self.spec.zones),
             "zone_health": {  # the control plane's view, and what the world did
-                zone: {"ready": self.nodes.ready(zone), "world": self.world.zone_state(zone)}
+                zone: {
+                    "ready": self.nodes.ready(zone),
+                    "cordoned": zone in self.nodes.cordoned,
+                    "world": self.world.zone_state(zone),
+                }
                 for zone in self.spec.zones
             },
             "health_checks": self.spec.health_checks,

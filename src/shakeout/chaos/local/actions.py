@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from chaoslib.exceptions import ActivityFailed
 
 from shakeout.chaos.local import client
 
 __all__ = [
     "deploy_next_version",
     "deploy_version",
+    "drain_nodes_in_turn",
     "evict_replicas",
     "freeze_zone",
     "kill_replica",
@@ -25,7 +29,11 @@ __all__ = [
     "secret_store_down",
     "secret_store_up",
     "set_flag",
+    "uncordon_every_node",
 ]
+
+DRAIN_POLL_S = 0.2
+"""How often a drain asks again for evictions its disruption budgets refused."""
 
 
 def _env(env: dict[str, str | float | int] | None) -> dict[str, str]:
@@ -187,3 +195,44 @@ def migrate_orders(to: str = "v2", configuration: dict[str, Any] | None = None) 
     """
     with client(configuration) as platform:
         return platform.migrate_orders(to)
+
+
+def drain_nodes_in_turn(
+    timeout_s: float = 30.0, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A rolling node upgrade, ``kubectl drain`` on each zone's node in turn.
+
+    The node is cordoned (nothing new placed there); every replica on it is evicted through the
+    platform's Eviction API, and an eviction a disruption budget refuses is asked again every
+    0.2 s, as ``kubectl drain`` does; once no replica is left the node is uncordoned (upgraded
+    and back) and the next one is drained. Fails, naming what is left, when a node is not empty
+    within ``timeout_s``; ``uncordon_every_node`` (the rollback) undoes the cordon then.
+    """
+    drained: dict[str, list[str]] = {}
+    with client(configuration) as platform:
+        for zone in platform.status()["zones"]:
+            platform.zone_action(zone, "cordon")
+            deadline = time.monotonic() + float(timeout_s)
+            evicted: list[str] = []
+            while left := [r["id"] for r in platform.replicas() if r["zone"] == zone]:
+                refused = [replica for replica in left if not platform.evict_replica(replica)]
+                evicted += [replica for replica in left if replica not in refused]
+                if refused and time.monotonic() >= deadline:
+                    raise ActivityFailed(
+                        f"node of zone {zone} not drained within {timeout_s:g} s: the disruption"
+                        f" budgets still refuse the eviction of {', '.join(sorted(refused))}"
+                    )
+                if refused:
+                    time.sleep(DRAIN_POLL_S)  # ask again, under the deadline above
+            platform.zone_action(zone, "uncordon")
+            drained[zone] = evicted
+    return {"drained": drained}
+
+
+def uncordon_every_node(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Undo a drain's cordons (idempotent): every zone's node is schedulable again."""
+    with client(configuration) as platform:
+        zones = platform.status()["zones"]
+        for zone in zones:
+            platform.zone_action(zone, "uncordon")
+    return {"uncordoned": zones}

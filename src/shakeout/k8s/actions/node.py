@@ -1,4 +1,5 @@
-"""Node actions: capacity loss, the nodes of some of a service's pods go away."""
+"""Node actions: capacity loss (the nodes of some of a service's pods go away), and a rolling
+node upgrade (every node drained in turn)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from kubernetes import client
 from shakeout.k8s._api import ActivityFailed, ApiException, core, namespace, not_found
 from shakeout.k8s.actions._common import APP_LABEL, POLL_S, Conf
 
-__all__ = ["return_nodes_of_service", "take_nodes_of_service"]
+__all__ = [
+    "drain_nodes_in_turn",
+    "return_nodes_of_service",
+    "take_nodes_of_service",
+    "uncordon_drained_nodes",
+]
 
 LOST_NODE_LABEL = "shakeout.io/capacity-loss"
 LOST_NODE_NAMESPACE = "shakeout.io/capacity-loss-namespace"
+DRAIN_LABEL = "shakeout.io/drain"
 
 
 def _marked_nodes(service: str, ns: str, secrets: Conf) -> list[Any]:
@@ -123,3 +130,59 @@ def return_nodes_of_service(
     for node in nodes:
         core(secrets).patch_node(node, unmark)
     return {"service": service, "nodes": nodes, "restored": bool(nodes)}
+
+
+def _pods_on(node: str, ns: str, secrets: Conf) -> list[str]:
+    pods: list[Any] = core(secrets).list_namespaced_pod(ns).items
+    return [
+        p.metadata.name
+        for p in pods
+        if p.spec and p.spec.node_name == node and p.metadata.deletion_timestamp is None
+    ]
+
+
+def drain_nodes_in_turn(
+    timeout_s: float = 120.0, configuration: Conf = None, secrets: Conf = None
+) -> dict[str, Any]:
+    """A rolling node upgrade: every node running the namespace's pods is drained in turn.
+
+    Each node is cordoned and labelled ``shakeout.io/drain`` (the rollback finds it by that,
+    from any process); the namespace's pods on it are evicted through the Eviction API within
+    their PodDisruptionBudgets, a refusal (429) asked again until ``timeout_s``, as ``kubectl
+    drain`` does; once none is left the node is uncordoned and the next one is drained.
+
+    Hand-written around the Eviction API rather than ``chaosk8s.node.actions.drain_nodes``:
+    that evicts every namespace's pods from every selected node at once and uncordons nothing,
+    where an upgrade takes the nodes one at a time and touches only the shop.
+    """
+    ns = namespace(configuration)
+    api = core(secrets)
+    pods: list[Any] = api.list_namespaced_pod(ns).items
+    nodes = sorted({p.spec.node_name for p in pods if p.spec and p.spec.node_name})
+    drained: dict[str, list[str]] = {}
+    for node in nodes:
+        api.patch_node(
+            node, {"metadata": {"labels": {DRAIN_LABEL: "true"}}, "spec": {"unschedulable": True}}
+        )
+        deadline = time.monotonic() + float(timeout_s)
+        drained[node] = [p for p in _pods_on(node, ns, secrets) if _evict(p, ns, deadline, secrets)]
+        while left := _pods_on(node, ns, secrets):  # evicted pods terminate gracefully
+            if time.monotonic() >= deadline:
+                raise ActivityFailed(f"node {node} not drained within {timeout_s} s: {left}")
+            time.sleep(POLL_S)
+        api.patch_node(
+            node, {"metadata": {"labels": {DRAIN_LABEL: None}}, "spec": {"unschedulable": False}}
+        )
+    return {"drained": drained}
+
+
+def uncordon_drained_nodes(configuration: Conf = None, secrets: Conf = None) -> dict[str, Any]:
+    """Undo :func:`drain_nodes_in_turn` after an abort: uncordon the nodes it left labelled."""
+    api = core(secrets)
+    found: list[Any] = api.list_node(label_selector=DRAIN_LABEL).items
+    nodes = sorted(n.metadata.name for n in found)
+    for node in nodes:
+        api.patch_node(
+            node, {"metadata": {"labels": {DRAIN_LABEL: None}}, "spec": {"unschedulable": False}}
+        )
+    return {"uncordoned": nodes}
