@@ -140,6 +140,7 @@ LIBRARY = [
     ("config", 2),
     ("data", 1),
     ("drain", 1),
+    ("registry", 1),
 ]
 
 

@@ -24,6 +24,7 @@ EVENT_WORDS: dict[str, str] = {
     "zone_not_ready": "a zone was found not ready",
     "eviction_refused": "a disruption budget held an eviction back",
     "replica_evicted": "a replica was evicted",
+    "image_pull_failed": "an image pull failed",
 }
 """Event kind -> what happened, in words (``the target reports that <words>``)."""
 

@@ -239,6 +239,9 @@ class RolloutSpec(_Model):
     # Alerts whose firing rolls back releases in progress (the brief's rollback on a burn-rate
     # alert): those of the alert's `service`, or every one when it names no service in rollout.
     rollback_on_alerts: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
+    # A release taking all the traffic: new replicas beside the old until promoted (surge), or
+    # the old stopped before the new exist (Kubernetes' Recreate). A canary always surges.
+    strategy: Literal["surge", "recreate"] = "surge"
 
 
 class BackoffSpec(_Model):

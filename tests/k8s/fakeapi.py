@@ -24,7 +24,8 @@ faults are proven against this server through the real ``kubernetes`` client and
 
 A tiny synchronous "controller" runs after every change: each Deployment's pods are made to
 match its template and replica count, spread over the schedulable nodes by zone; a pod whose
-template sets ``SHAKEOUT_CRASH_ON_START=1`` never becomes ready (CrashLoopBackOff) and the
+template sets ``SHAKEOUT_CRASH_ON_START=1`` never becomes ready (CrashLoopBackOff), nor does one
+whose image names a registry under ``.invalid`` (ImagePullBackOff), and the
 Deployment's ``Progressing`` condition turns to ``ProgressDeadlineExceeded`` at once (the fake
 has no clock); old pods are kept until the new ones are ready (``maxUnavailable: 0``).
 
@@ -425,7 +426,9 @@ class FakeCluster:
             for c in containers
             for e in c.get("env") or []
         )
-        ready = node is not None and not crash
+        # An image whose registry host is under .invalid (RFC 2606) can never be pulled.
+        unpullable = any(".invalid" in c.get("image", "").split("/")[0] for c in containers)
+        ready = node is not None and not crash and not unpullable
         pod = self._meta(
             {
                 "apiVersion": "v1",
@@ -463,6 +466,8 @@ class FakeCluster:
                             "state": (
                                 {"waiting": {"reason": "CrashLoopBackOff"}}
                                 if crash and node
+                                else {"waiting": {"reason": "ImagePullBackOff"}}
+                                if unpullable and node
                                 else {"running": {"startedAt": _now()}}
                             ),
                         }

@@ -114,6 +114,29 @@ def test_zone_outage_drains_the_zone_and_uncordons_it(
     assert outputs(journal, "rollbacks")["bring-zone-back"][0] == "succeeded"
 
 
+def test_registry_outage_keeps_the_old_pods_and_restores_the_image(
+    fake: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    image = deployment(fake, "catalog")["spec"]["template"]["spec"]["containers"][0]["image"]
+    serving = {n for (_, n) in fake.cluster.pods if n.startswith("catalog-")}
+    journal = run_chaos("registry-outage", kubeconfig, tmp_path, service="catalog")
+    assert journal["status"] == "completed", journal
+    status, output = outputs(journal)["release-from-unreachable-registry"]
+    assert status == "succeeded"
+    assert output["image"].startswith("registry.invalid:5000/")
+    assert output["image"].endswith(":v2")
+    released = [w for m, p, w in fake.cluster.writes if m == "PATCH" and p.endswith("/catalog")]
+    assert any(
+        w["spec"]["template"]["spec"]["containers"][0]["image"] == output["image"] for w in released
+    ), "the release was never applied"
+    dep = deployment(fake, "catalog")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    assert "shakeout.io/image-before" not in (dep["metadata"].get("annotations") or {})
+    assert outputs(journal, "rollbacks")["restore-image"][0] == "succeeded"
+    # The new pods never pulled their image, so the old ones were never replaced.
+    assert {n for (_, n) in fake.cluster.pods if n.startswith("catalog-")} == serving
+
+
 def _shop_nodes(fake: FakeApiServer) -> list[str]:
     return sorted({p["spec"]["nodeName"] for p in fake.cluster.pods.values()})
 
@@ -147,7 +170,8 @@ def test_node_drain_held_by_a_budget_fails_and_its_rollback_uncordons(
     status, _ = outputs(journal)["drain-nodes-in-turn"]
     assert status == "failed"
     failure = "".join(journal["run"][0].get("exception", []))
-    assert "429" in failure and "catalog-" in failure
+    assert "429" in failure
+    assert "catalog-" in failure
     assert outputs(journal, "rollbacks")["uncordon-drained-nodes"][0] == "succeeded"
     assert all(not n["spec"].get("unschedulable") for n in fake.cluster.nodes.values())
     assert (

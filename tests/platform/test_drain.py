@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shakeout.errors import EvictionRefused
+from shakeout.errors import ConfigError, EvictionRefused
 from shakeout.platform.replicas import Replica
 from shakeout.platform.supervisor import Supervisor
 from shakeout.topology import load_target
@@ -62,9 +62,11 @@ def test_the_budget_grants_one_eviction_then_waits_for_the_replacement(tmp_path:
         sup.drain.cordon(first.zone)
         granted = await sup.drain.evict(first)
         await asyncio.sleep(0)  # the spawned stop runs
-        assert granted["evicted"] and first.id in stopped
+        assert granted["evicted"]
+        assert first.id in stopped
         replacement = catalog.replicas[-1]
-        assert granted["replacement"] == replacement.id and replacement.id in started
+        assert granted["replacement"] == replacement.id
+        assert replacement.id in started
         assert replacement.zone != first.zone, "a replacement was placed in the cordoned zone"
         assert first not in catalog.replicas
 
@@ -73,7 +75,8 @@ def test_the_budget_grants_one_eviction_then_waits_for_the_replacement(tmp_path:
         with pytest.raises(EvictionRefused):
             await sup.drain.evict(second)  # asked again: refused again, one event only
         assert _kinds(sup).count("eviction_refused") == 1
-        assert second in catalog.replicas and second.id not in stopped
+        assert second in catalog.replicas
+        assert second.id not in stopped
 
         replacement.state = "running"
         replacement.mark(True)
@@ -81,8 +84,9 @@ def test_the_budget_grants_one_eviction_then_waits_for_the_replacement(tmp_path:
         sup.drain.uncordon(first.zone)
         assert not sup.nodes.cordoned
         assert _kinds(sup).count("replica_evicted") == 2
-        assert ["node_cordoned", "node_uncordoned"] == [
-            k for k in _kinds(sup) if k.startswith("node_")
+        assert [k for k in _kinds(sup) if k.startswith("node_")] == [
+            "node_cordoned",
+            "node_uncordoned",
         ]
 
     asyncio.run(drill())
@@ -124,5 +128,5 @@ def test_a_budget_must_name_a_service(tmp_path: Path) -> None:
         text.replace("    orders: {max_unavailable: 1}", "    order: {max_unavailable: 1}"),
         encoding="utf-8",
     )
-    with pytest.raises(Exception, match="platform.disruption_budgets names 'order'"):
+    with pytest.raises(ConfigError, match=r"platform\.disruption_budgets names 'order'"):
         load_target(bad)

@@ -120,3 +120,15 @@ def test_a_drain_the_budgets_hold_past_its_timeout_fails_and_leaves_no_cordon(
     assert result.rollbacks_ok, result.summary()
     assert not _cordoned(client)
     assert wait_for(lambda: _steady(client), 15)
+
+
+def test_registry_outage_stalls_the_release_and_both_are_undone(
+    client: lifecycle.PlatformClient, tmp_path: Path
+) -> None:
+    kinds = _run(client, tmp_path, "registry-outage", service="catalog", duration_s=1.0)
+    assert kinds.index("registry_down") < kinds.index("image_pull_failed")
+    assert kinds.index("image_pull_failed") < kinds.index("registry_up")
+    assert "rollout_rolled_back" in kinds
+    assert client.status()["registry"]["reachable"] is True
+    assert wait_for(lambda: _steady(client), 15)
+    assert {r["version"] for r in client.replicas() if r["service"] == "catalog"} == {"v1"}

@@ -159,7 +159,11 @@ def test_a_zone_that_stopped_answering_gets_no_new_replica_and_the_spread_comes_
             ),
             10,
         )
-        assert client.status()["zone_health"]["b"] == {"ready": False, "world": "frozen"}
+        assert client.status()["zone_health"]["b"] == {
+            "ready": False,
+            "cordoned": False,
+            "world": "frozen",
+        }
         client.scale("catalog", 5)  # one in a and b: the three new ones go to c, a, c
         catalog = [r for r in client.replicas() if r["service"] == "catalog"]
         assert sorted(r["zone"] for r in catalog) == ["a", "a", "b", "c", "c"]

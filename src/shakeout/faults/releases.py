@@ -1,4 +1,5 @@
-"""Releases that go wrong or right: a crash-looping release, bad and good canaries."""
+"""Releases that go wrong or right: a crash-looping release, bad and good canaries, a release
+meeting a registry outage."""
 
 from __future__ import annotations
 
@@ -124,3 +125,33 @@ class BadCanaryLatency(Fault[SlowCanaryParams]):
 
     def reach(self, placement: Placement, params: SlowCanaryParams) -> Reach:
         return _new_version(placement, params.service, "v2-slow-canary", params.weight)
+
+
+class RegistryParams(Params):
+    service: str
+    duration_s: Annotated[float, Field(gt=0.0)]
+
+
+class RegistryOutage(Fault[RegistryParams]):
+    """The image registry is unreachable while a release of a service rolls out."""
+
+    word = "registry-outage"
+    phrase = (
+        'a release of "{service}" rolls out while the registry is unreachable for {seconds:d} '
+        "seconds"
+    )
+    experiments = on(
+        local="scenarios/registry_outage.json",
+        kubernetes="scenarios/kubernetes/registry_outage.json",
+    )
+
+    def params(self, args: Mapping[str, Any]) -> RegistryParams:
+        return RegistryParams(service=args["service"], duration_s=float(args["seconds"]))
+
+    def reach(self, placement: Placement, params: RegistryParams) -> Reach:
+        reach = _new_version(placement, params.service, "v2", 1.0)
+        return Reach(
+            reach.replicas,
+            f"{reach.description}, which cannot be pulled while the registry is unreachable "
+            "(the replicas serving now are not touched by the fault)",
+        )

@@ -16,6 +16,7 @@ POST /v1/services/{name}/evict         {"replicas"}: capacity loss, replicas not
 POST /v1/services/{name}/restore       bring evicted replicas back
 POST /v1/secrets/rotate
 POST /v1/secrets/store                 {"reachable": false} takes the secret store away
+POST /v1/registry                      {"reachable": false}: a registry outage (true: it is back)
 GET  /v1/secrets/status                the store's key id and every replica's key id and source
 POST /v1/secrets/old-key-check         {"service"}: is the previous key refused (401)?
 GET  /v1/config                        the live config (feature flags), canary, last outcome
@@ -92,7 +93,7 @@ class MigrateRequest(BaseModel):
 
 
 class StoreRequest(BaseModel):
-    """Body of ``POST /v1/secrets/store``."""
+    """Body of ``POST /v1/secrets/store`` and ``POST /v1/registry``."""
 
     model_config = ConfigDict(extra="forbid")
     reachable: bool
@@ -196,11 +197,11 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
 
     async def evict(request: Request) -> JSONResponse:
         body = EvictRequest.model_validate(await _body(request))
-        ids = await supervisor.evict(request.path_params["service"], body.replicas)
+        ids = await supervisor.deployments.evict(request.path_params["service"], body.replicas)
         return JSONResponse({"service": request.path_params["service"], "evicted": ids})
 
     async def restore(request: Request) -> JSONResponse:
-        count = await supervisor.restore_capacity(request.path_params["service"])
+        count = await supervisor.deployments.restore_capacity(request.path_params["service"])
         return JSONResponse({"service": request.path_params["service"], "restored": count})
 
     async def rotate(request: Request) -> JSONResponse:
@@ -209,6 +210,10 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
     async def secret_store(request: Request) -> JSONResponse:
         body = StoreRequest.model_validate(await _body(request))
         return JSONResponse({"reachable": supervisor.secret_store(body.reachable)})
+
+    async def registry(request: Request) -> JSONResponse:
+        body = StoreRequest.model_validate(await _body(request))
+        return JSONResponse({"reachable": await supervisor.registry_reachable(body.reachable)})
 
     async def secrets_status(request: Request) -> JSONResponse:
         return JSONResponse(await platform_secrets.key_status(supervisor))
@@ -288,6 +293,7 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             Route("/v1/secrets/rotate", rotate, methods=["POST"]),
             Route("/v1/secrets/store", secret_store, methods=["POST"]),
             Route("/v1/secrets/status", secrets_status),
+            Route("/v1/registry", registry, methods=["POST"]),
             Route("/v1/secrets/old-key-check", old_key_check, methods=["POST"]),
             Route("/v1/config", config_status),
             Route("/v1/config", config_apply, methods=["POST"]),

@@ -143,6 +143,12 @@ class DeploymentController:
         svc.rollout = Rollout(version=version, weight=weight, started_at=time.time())
         svc.weights = {svc.stable_version: 1.0 - weight, version: weight}
         self._event("rollout_started", service=name, version=version, weight=weight, env=env)
+        if self.policy.strategy == "recreate" and weight >= 1.0:
+            # Recreate: the old version's replicas stop before the new version's exist.
+            old = [r for r in svc.replicas if r.version == svc.stable_version]
+            svc.replicas = [r for r in svc.replicas if r not in old]
+            await asyncio.gather(*(self.kubelet.stop(r, grace_s=1.0) for r in old))
+            self._changed()
         merged = {**svc.spec.env, **env}
         for _ in range(count):
             await self.add_replica(svc, version, merged)
@@ -160,6 +166,10 @@ class DeploymentController:
         rollout.status, rollout.reason, rollout.ended_at = "rolled_back", reason, time.time()
         self._event("rollout_rolled_back", service=name, version=rollout.version, reason=reason)
         await asyncio.gather(*(self.kubelet.stop(r, grace_s=1.0) for r in doomed))
+        if self.policy.strategy == "recreate":  # the old version's replicas come back
+            stable = sum(1 for r in svc.replicas if r.version == svc.stable_version)
+            for _ in range(svc.desired_replicas - stable):
+                await self.add_replica(svc, svc.stable_version, dict(svc.spec.env))
         self._changed()
         return rollout
 

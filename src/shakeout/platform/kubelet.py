@@ -3,6 +3,9 @@
 * a replica is one process group (and, as root on a cgroup v2 hierarchy, one cgroup) started
   through the world (``shakeout.platform.world``) on its zone's node; a node that is down
   starts nothing, and the replica waits (``pending``) for its zone to be ready again;
+* its version is pulled into the node's image cache first (``shakeout.platform.registry``); a
+  pull that fails leaves it ``pending`` and is retried with a doubling back-off
+  (``ImagePullBackOff``);
 * a crashed replica is restarted with a doubling back-off and its restarts are counted, so a
   crash loop looks like Kubernetes' ``CrashLoopBackOff``;
 * starts the autoscaler or a returning zone ask for go at most ``MAX_PARALLEL_STARTS`` at a
@@ -26,6 +29,7 @@ from typing import Any
 
 from shakeout._process import die_with_parent
 from shakeout.errors import PlatformError
+from shakeout.platform.registry import ImagePuller
 from shakeout.platform.replicas import Replica, Service
 from shakeout.platform.world import NodeDown, World
 from shakeout.topology import BackoffSpec
@@ -35,6 +39,8 @@ MAX_PARALLEL_STARTS = 2
 ``Kubelet.start_in_turn``)."""
 START_SLOT_S = 10.0
 """How long one start may hold its slot waiting to be ready."""
+PULL_BACKOFF_S = (0.5, 4.0)
+"""A failed image pull is retried after 0.5 s, doubling up to 4 s (Kubernetes: 10 s to 5 min)."""
 
 
 START_NICE = 10
@@ -89,11 +95,12 @@ class Kubelet:
         event: Callable[..., None],
         changed: Callable[[], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        images: ImagePuller,
     ) -> None:
         """Run replicas in ``world`` with the command and variables ``environment`` gives
         (``_SHAKEOUT_COMMAND``: the command, as JSON), each logging to ``log_dir``; record
         ``event``s, call ``changed`` when the endpoints may have changed, run background work
-        with ``spawn``."""
+        with ``spawn``; pull each version into its node's cache with ``images``."""
         self.world = world
         self.services = services
         self.backoff = backoff
@@ -104,6 +111,8 @@ class Kubelet:
         self._spawn = spawn
         self.stopping = False  # set once the platform stops: nothing is started or restarted
         self._start_slots = asyncio.Semaphore(MAX_PARALLEL_STARTS)
+        self.images = images
+        self._pull_failures: dict[str, int] = {}  # replica id -> failed pulls in a row
 
     def start_soon(self, replica: Replica) -> None:
         """Start ``replica`` in the background, in turn (see ``start_in_turn``)."""
@@ -156,6 +165,11 @@ class Kubelet:
             # a second process would fail to bind its port, crash-loop, and leave the first
             # one serving untracked (seen in a fresh-clone run under a busy core).
             return
+        failure = await self.images.pull(replica.zone, replica.service, replica.version)
+        if failure is not None:
+            self._pull_failed(replica, failure)
+            return
+        self._pull_failures.pop(replica.id, None)
         env = self._environment(replica)
         command = json.loads(env.pop("_SHAKEOUT_COMMAND"))
         # SIGKILL when the daemon dies outright: a frozen replica would hold a SIGTERM pending
@@ -192,6 +206,25 @@ class Kubelet:
         replica.started_at = time.monotonic()
         self._spawn(self._watch(replica, process))
         self._changed()
+
+    def _pull_failed(self, replica: Replica, failure: str) -> None:
+        """``ImagePullBackOff``: the replica waits (``pending``), the pull is tried again after
+        the back-off. One event per streak of failures."""
+        replica.process, replica.pid = None, None
+        replica.mark(False)
+        replica.state = "pending"
+        tries = self._pull_failures[replica.id] = self._pull_failures.get(replica.id, 0) + 1
+        if tries == 1:
+            self._event("image_pull_failed", replica=replica.id, zone=replica.zone, reason=failure)
+        self._changed()
+        first, most = PULL_BACKOFF_S
+        self._spawn(self._pull_again(replica, min(first * 2 ** (tries - 1), most)))
+
+    async def _pull_again(self, replica: Replica, delay: float) -> None:
+        await asyncio.sleep(delay)  # the back-off itself, not a wait for a condition
+        wanted = replica in self.services[replica.service].replicas
+        if wanted and replica.state == "pending" and not self.stopping:
+            await self.start_in_turn(replica)
 
     async def _watch(self, replica: Replica, process: asyncio.subprocess.Process) -> None:
         """Wait for ``process`` to exit; then, unless ``replica`` was stopped, restart it after

@@ -160,6 +160,11 @@ class PlatformClient:
         result: dict[str, Any] = self._call("POST", "/v1/secrets/store", body)
         return result
 
+    def registry(self, reachable: bool) -> dict[str, Any]:
+        """Take the image registry away (a registry outage) or bring it back."""
+        result: dict[str, Any] = self._call("POST", "/v1/registry", {"reachable": reachable})
+        return result
+
     def secrets_status(self) -> dict[str, Any]:
         """The secret store's key id and every replica's key id and source (store/cache)."""
         result: dict[str, Any] = self._call("GET", "/v1/secrets/status")

@@ -41,6 +41,7 @@ from shakeout.platform.kubelet import Kubelet
 from shakeout.platform.migration import MigrationJob
 from shakeout.platform.nodes import NodeController
 from shakeout.platform.probes import Probes
+from shakeout.platform.registry import ImagePuller, Registry
 from shakeout.platform.replicas import NotFound, Replica, Rollout, Service
 from shakeout.platform.secrets import (
     SECRET_FILENAME,
@@ -82,6 +83,7 @@ class Supervisor:
             for name, spec in target.services.items()
         }
         self.world = World()  # the processes; faults act there, this class only observes them
+        self.registry = Registry(state_dir / "registry", self.log_dir / "registry.log")  # world's
         self.nodes = NodeController(  # the zones' health, from the world's heartbeats
             list(self.spec.zones),
             self.world.heartbeat,
@@ -103,6 +105,7 @@ class Supervisor:
             self.event,
             self._changed,
             self._spawn,
+            ImagePuller(self.registry.url),
         )
         self.probes = Probes(
             self.services, self.nodes.ready, self.world.kill, self.event, self._changed
@@ -153,7 +156,9 @@ class Supervisor:
         self.http_client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True), trust_env=False
         )
+        await self.registry.start()
         for svc in self.services.values():
+            self.registry.push(svc.name, svc.stable_version)
             for _ in range(svc.spec.replicas):
                 await self.deployments.add_replica(svc, svc.stable_version, dict(svc.spec.env))
         self._spawn(self.probes.run(self.http_client))
@@ -175,6 +180,8 @@ class Supervisor:
             replicas = [r for svc in self.services.values() for r in svc.replicas]
             await asyncio.gather(*(self.kubelet.stop(r) for r in replicas))
             await self.world.close()
+            await self.registry.stop()
+            await self.kubelet.images.close()
             if self.http_client is not None:
                 await self.http_client.close()
         finally:
@@ -330,8 +337,17 @@ class Supervisor:
     async def deploy(
         self, name: str, version: str, weight: float, env: dict[str, str], replicas: int | None
     ) -> Rollout:
-        """Start replicas of a new version beside the stable one and give it a traffic weight."""
+        """Push a new version (as a release pipeline does), then start replicas of it beside
+        the stable one and give it a traffic weight."""
+        self.registry.push(self.find_service(name).name, version)
         return await self.deployments.deploy(name, version, weight, env, replicas)
+
+    async def registry_reachable(self, reachable: bool) -> bool:
+        """A registry outage (the world ends its process: pulls fail, nothing else is told),
+        or its return."""
+        await (self.registry.start() if reachable else self.registry.stop())
+        self.event("registry_up" if reachable else "registry_down")
+        return self.registry.reachable
 
     async def rollback(self, name: str, reason: str = "requested") -> Rollout | None:
         """Stop the new version's replicas and send all traffic back to the stable version."""
@@ -344,14 +360,6 @@ class Supervisor:
     async def scale(self, name: str, replicas: int | None, *, autoscaled: bool = False) -> int:
         """Set the number of replicas of the stable version (None: the topology's count)."""
         return await self.deployments.scale(name, replicas, autoscaled=autoscaled)
-
-    async def evict(self, name: str, count: int) -> list[str]:
-        """Capacity loss: ``count`` stable replicas lose their node and are not rescheduled."""
-        return await self.deployments.evict(name, count)
-
-    async def restore_capacity(self, name: str) -> int:
-        """Bring back the replicas a capacity loss evicted (idempotent); how many came back."""
-        return await self.deployments.restore_capacity(name)
 
     # -- secrets -----------------------------------------------------------------------------
 
@@ -424,6 +432,7 @@ class Supervisor:
                 }
                 for zone in self.spec.zones
             },
+            "registry": {"url": self.registry.url, "reachable": self.registry.reachable},
             "health_checks": self.spec.health_checks,
             "freezer": self.world.freezer,
             "services": {

@@ -20,6 +20,8 @@ __all__ = [
     "kill_zone",
     "migrate_orders",
     "promote_version",
+    "registry_down",
+    "registry_up",
     "restore_capacity",
     "resume_zone",
     "revert_config",
@@ -149,6 +151,18 @@ def secret_store_up(configuration: dict[str, Any] | None = None) -> dict[str, An
     """Bring the secret store back."""
     with client(configuration) as platform:
         return platform.secret_store(reachable=True)
+
+
+def registry_down(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A registry outage: the image registry's process ends; nodes cannot pull new versions."""
+    with client(configuration) as platform:
+        return platform.registry(reachable=False)
+
+
+def registry_up(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Bring the image registry back (idempotent)."""
+    with client(configuration) as platform:
+        return platform.registry(reachable=True)
 
 
 def kill_replicas(

@@ -1,4 +1,5 @@
-"""Deployment actions: a faulty environment, a canary beside it, a replica count to restore."""
+"""Deployment actions: a faulty environment, a canary beside it, a replica count to restore, a
+release whose image comes from a registry that cannot be reached."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ __all__ = [
     "deploy_canary",
     "remember_replicas",
     "restore_deployment_env",
+    "restore_deployment_image",
     "restore_replicas",
     "set_deployment_env",
+    "set_deployment_image",
 ]
 
 SAVED_ENV = "shakeout.io/saved-env"
 SAVED_REPLICAS = "shakeout.io/replicas-before"
+SAVED_IMAGE = "shakeout.io/image-before"
 VERSION_LABEL = "app.kubernetes.io/version"
 TRACK_LABEL = "shakeout.io/track"
 
@@ -206,3 +210,52 @@ def restore_replicas(
     body = {"metadata": {"annotations": {SAVED_REPLICAS: None}}, "spec": {"replicas": replicas}}
     apps(secrets).patch_namespaced_deployment(service, ns, body)
     return {"deployment": service, "restored": True, "replicas": replicas}
+
+
+def set_deployment_image(
+    service: str,
+    registry: str,
+    version: str = "v2",
+    configuration: Conf = None,
+    secrets: Conf = None,
+) -> dict[str, Any]:
+    """Release ``version`` of a Deployment from ``registry``: its first container's image
+    becomes ``<registry>/<repository name>:<version>``, a rolling update like any release.
+
+    With a registry the nodes cannot reach (``registry.invalid``: RFC 2606 names never resolve)
+    the new pods stay in ``ImagePullBackOff``, as in a registry outage during a release; a
+    Deployment with ``maxUnavailable: 0`` keeps its old pods serving until the progress
+    deadline. The image it replaces is kept in ``shakeout.io/image-before`` (the first time
+    only) for :func:`restore_deployment_image`.
+    """
+    ns = namespace(configuration)
+    dep = read_deployment(service, ns, secrets)
+    container = dep.spec.template.spec.containers[0]
+    annotations = dep.metadata.annotations or {}
+    before = annotations.get(SAVED_IMAGE, container.image)
+    name = before.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    image = f"{registry}/{name}:{version}"
+    body = {
+        "metadata": {"annotations": {SAVED_IMAGE: before}},
+        "spec": {"template": {"spec": {"containers": [{"name": container.name, "image": image}]}}},
+    }
+    apps(secrets).patch_namespaced_deployment(service, ns, body)
+    return {"deployment": service, "namespace": ns, "image": image, "before": before}
+
+
+def restore_deployment_image(
+    service: str, configuration: Conf = None, secrets: Conf = None
+) -> dict[str, Any]:
+    """Undo :func:`set_deployment_image` (idempotent: nothing saved, nothing done)."""
+    ns = namespace(configuration)
+    dep = read_deployment(service, ns, secrets)
+    before = (dep.metadata.annotations or {}).get(SAVED_IMAGE)
+    if before is None:
+        return {"deployment": service, "restored": False}
+    container = dep.spec.template.spec.containers[0].name
+    body = {
+        "metadata": {"annotations": {SAVED_IMAGE: None}},
+        "spec": {"template": {"spec": {"containers": [{"name": container, "image": before}]}}},
+    }
+    apps(secrets).patch_namespaced_deployment(service, ns, body)
+    return {"deployment": service, "restored": True, "image": before}
