@@ -10,12 +10,14 @@ provides the same from the cluster (``shakeout.k8s.session``). Sessions are open
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shakeout.datacheck import OrderStore, ShopOrders
 from shakeout.errors import ConfigError, PlatformError
 from shakeout.observability.alerts import AlertSource
+from shakeout.platform import network
 from shakeout.platform.lifecycle import PlatformClient
 from shakeout.platform.state import PlatformState
 from shakeout.topology import LocalTarget
@@ -136,8 +138,11 @@ class LocalSession:
         """Nothing to stop."""
 
     def fault_skip_reason(self, experiment: Path) -> str | None:
-        """The embedded platform runs every experiment it has."""
-        return None
+        """Why the embedded platform cannot run an experiment here (packet loss without
+        nftables or root), or None when it can."""
+        tags = json.loads(Path(experiment).read_text(encoding="utf-8")).get("tags", [])
+        reason = network.unavailable() if "nftables" in tags else None
+        return f"{experiment}: {reason}" if reason else None
 
     def orders(self) -> OrderStore | None:
         """The shop's order store through the gateway (None without an ``orders`` service)."""

@@ -286,7 +286,14 @@ def test_secret_store_outage_moves_the_secret_and_brings_it_back(
     assert (NAMESPACE, "shakeout-shared-key-shakeout-saved") not in fake.cluster.secrets
 
 
-MESH_WORDS = ["zone-freeze", "network-latency", "packet-loss", "cpu-stress", "memory-stress"]
+MESH_WORDS = [
+    "zone-freeze",
+    "zone-packet-loss",
+    "network-latency",
+    "packet-loss",
+    "cpu-stress",
+    "memory-stress",
+]
 
 
 @pytest.mark.parametrize("word", MESH_WORDS)

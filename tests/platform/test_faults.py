@@ -10,7 +10,7 @@ import pytest
 from shakeout._process import wait_for
 from shakeout.chaos.runner import run_experiment
 from shakeout.faults import REGISTRY
-from shakeout.platform import lifecycle
+from shakeout.platform import lifecycle, network
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "targets" / "local.yaml"
@@ -132,3 +132,13 @@ def test_registry_outage_stalls_the_release_and_both_are_undone(
     assert client.status()["registry"]["reachable"] is True
     assert wait_for(lambda: _steady(client), 15)
     assert {r["version"] for r in client.replicas() if r["service"] == "catalog"} == {"v1"}
+
+
+@pytest.mark.skipif(network.unavailable() is not None, reason=str(network.unavailable()))
+def test_zone_packet_loss_is_applied_by_the_kernel_and_removed(
+    client: lifecycle.PlatformClient, tmp_path: Path
+) -> None:
+    kinds = _run(client, tmp_path, "zone-packet-loss", zone="c", loss_percent=30, duration_s=1.0)
+    assert kinds.count("zone_packet_loss") >= 2  # applied, then 0 (revert and rollback)
+    assert client.status()["zone_health"]["c"]["world"] == "up"
+    assert wait_for(lambda: _steady(client), 15)

@@ -1,5 +1,5 @@
-"""A zone fails: its nodes go down (processes killed) or freeze (processes stopped); or every
-zone's node is drained in turn for an upgrade."""
+"""A zone fails: its nodes go down (processes killed), freeze (processes stopped) or lose
+packets; or every zone's node is drained in turn for an upgrade."""
 
 from __future__ import annotations
 
@@ -49,6 +49,36 @@ class ZoneFreeze(_ZoneFault):
         local="scenarios/zone_freeze.json",
         kubernetes="scenarios/kubernetes/zone_freeze.json",
     )
+
+
+class ZoneLossParams(Params):
+    zone: str
+    loss_percent: Annotated[int, Field(ge=1, le=100)]
+    duration_s: Annotated[float, Field(gt=0.0)]
+
+
+class ZonePacketLoss(Fault[ZoneLossParams]):
+    """The network of a zone's node drops a share of its packets, in the data path."""
+
+    word = "zone-packet-loss"
+    phrase = 'zone "{zone}" loses {percent:d}% of its packets for {seconds:d} seconds'
+    experiments = on(
+        local="scenarios/zone_packet_loss.json",
+        kubernetes="scenarios/kubernetes/zone_packet_loss.json",
+    )
+
+    def params(self, args: Mapping[str, Any]) -> ZoneLossParams:
+        return ZoneLossParams(
+            zone=args["zone"], loss_percent=args["percent"], duration_s=float(args["seconds"])
+        )
+
+    def reach(self, placement: Placement, params: ZoneLossParams) -> Reach:
+        hit = placement.zone(params.zone)
+        return Reach(
+            hit,
+            f"{len(hit)} of {len(placement.every())} replicas, every service's share in zone "
+            f"{params.zone}: {params.loss_percent}% of their packets dropped, both ways",
+        )
 
 
 class DrainParams(Params):

@@ -8,6 +8,7 @@ GET  /v1/replicas                      replicas with zone, version, state, readi
 GET  /v1/events?since=SEQ              platform events (restarts, ejections, rollouts, faults)
 POST /v1/replicas/{id}/{action}        action: kill | freeze | resume | evict (429: budget says no)
 POST /v1/zones/{zone}/{action}         action: kill (zone down) | freeze | resume | (un)cordon
+POST /v1/zones/{zone}/packet-loss      {"percent"}: the kernel drops that share (0: none)
 POST /v1/services/{name}/deploy        {"version", "weight", "env", "replicas"}
 POST /v1/services/{name}/promote
 POST /v1/services/{name}/rollback
@@ -62,6 +63,13 @@ class ScaleRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     replicas: int | None = Field(default=None, ge=0, le=50)
+
+
+class LossRequest(BaseModel):
+    """Body of ``POST /v1/zones/{zone}/packet-loss``."""
+
+    model_config = ConfigDict(extra="forbid")
+    percent: int = Field(ge=0, le=100)
 
 
 class EvictRequest(BaseModel):
@@ -175,6 +183,16 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             )
         return JSONResponse({"zone": zone, "action": action, "replicas": ids})
 
+    async def packet_loss(request: Request) -> JSONResponse:
+        """A fault of the world's network: the kernel drops a share of the zone's packets."""
+        body = LossRequest.model_validate(await _body(request))
+        zone = request.path_params["zone"]
+        hit = supervisor.zone_replicas(zone)  # an unknown zone is named
+        supervisor.world.packet_loss.set(zone, [r.port for r in hit], body.percent)
+        ids = [r.id for r in hit]
+        supervisor.event("zone_packet_loss", zone=zone, percent=body.percent, replicas=ids)
+        return JSONResponse({"zone": zone, "percent": body.percent, "replicas": ids})
+
     async def deploy(request: Request) -> JSONResponse:
         body = DeployRequest.model_validate(await _body(request))
         rollout = await supervisor.deploy(
@@ -283,6 +301,7 @@ def create_control_app(supervisor: Supervisor, token: str) -> ASGIApp:
             Route("/v1/replicas", replicas),
             Route("/v1/events", events),
             Route("/v1/replicas/{replica}/{action}", replica_action, methods=["POST"]),
+            Route("/v1/zones/{zone}/packet-loss", packet_loss, methods=["POST"]),
             Route("/v1/zones/{zone}/{action}", zone_action, methods=["POST"]),
             Route("/v1/services/{service}/deploy", deploy, methods=["POST"]),
             Route("/v1/services/{service}/promote", promote, methods=["POST"]),

@@ -20,6 +20,7 @@ import httpx
 from shakeout._process import tail, wait_for
 from shakeout.contracts import ServiceSettings
 from shakeout.errors import EvictionRefused, PlatformError, PlatformUnreachable
+from shakeout.platform import network
 from shakeout.platform.daemon import bind_all
 from shakeout.platform.secrets import remove_store
 from shakeout.platform.state import PlatformState, pid_alive, read_state, state_dir
@@ -103,6 +104,12 @@ class PlatformClient:
     def zone_action(self, zone: str, action: str) -> dict[str, Any]:
         """Kill, freeze or resume a whole zone, or cordon or uncordon its node."""
         result: dict[str, Any] = self._call("POST", f"/v1/zones/{zone}/{action}")
+        return result
+
+    def zone_packet_loss(self, zone: str, percent: int) -> dict[str, Any]:
+        """Have the kernel drop ``percent``% of a zone's replicas' packets (0: none)."""
+        body = {"percent": percent}
+        result: dict[str, Any] = self._call("POST", f"/v1/zones/{zone}/packet-loss", body)
         return result
 
     def evict_replica(self, replica: str) -> bool:
@@ -318,6 +325,7 @@ def _reap(state: PlatformState) -> None:
                     os.kill(pid, signal.SIGKILL)
     if state.cgroup:
         _remove_cgroups(Path(state.cgroup))
+    network.remove_stale_tables()  # the packet loss of a daemon killed outright
 
 
 def _remove_cgroups(base: Path) -> None:

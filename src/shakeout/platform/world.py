@@ -7,7 +7,8 @@ The embedded platform has two sides, kept apart as on a real cluster:
   (``SIGSTOP`` to the group, so the workers of a multi-process server stop with their parent),
   a kill ends the group; a zone that goes down kills its groups and its node starts nothing
   until it is back, and a zone that freezes stops its groups. Either way its node stops
-  sending heartbeats.
+  sending heartbeats. A zone that loses packets has the kernel drop a share of its replicas'
+  TCP segments (``shakeout.platform.network``).
 * **the control plane** (the supervisor's readiness probes and restarts, the node controller
   and placement, the router's endpoints, retries and ejections, the autoscaler, rollouts,
   canary analysis): it learns about the world only by observing it, through probe results,
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shakeout.platform.cgroups import Cgroups
+from shakeout.platform.network import TABLE_PREFIX, PacketLoss
 
 
 class NodeDown(Exception):
@@ -51,6 +53,7 @@ class World:
         self._zone_of: dict[int, str] = {}  # every live group's zone
         self._down: set[str] = set()  # zones whose node is down
         self._frozen_zones: set[str] = set()  # zones whose node is frozen
+        self.packet_loss = PacketLoss(f"{TABLE_PREFIX}{os.getpid()}")  # the kernel drops them
 
     async def spawn(
         self,
@@ -130,10 +133,14 @@ class World:
         return thawed
 
     def zone_state(self, zone: str) -> str:
-        """``up``, ``down`` or ``frozen`` (for ``status``; controllers never ask)."""
+        """``up``, ``down``, ``frozen`` or ``losing N% of packets`` (for ``status``;
+        controllers never ask)."""
         if zone in self._down:
             return "down"
-        return "frozen" if zone in self._frozen_zones else "up"
+        if zone in self._frozen_zones:
+            return "frozen"
+        loss = self.packet_loss.zones.get(zone)
+        return f"losing {loss[1]}% of packets" if loss else "up"
 
     @staticmethod
     def send(pid: int, sig: int) -> bool:
@@ -186,7 +193,8 @@ class World:
             await self.cgroups.release(pid)
 
     async def close(self) -> None:
-        """Every replica is stopped: remove what the world made (cgroups)."""
+        """Every replica is stopped: remove what the world made (packet loss, cgroups)."""
+        self.packet_loss.clear()
         if self.cgroups is not None:
             await self.cgroups.close()
 

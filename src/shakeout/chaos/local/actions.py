@@ -18,6 +18,7 @@ __all__ = [
     "kill_replica",
     "kill_replicas",
     "kill_zone",
+    "lose_zone_packets",
     "migrate_orders",
     "promote_version",
     "registry_down",
@@ -133,6 +134,15 @@ def resume_zone(zone: str, configuration: dict[str, Any] | None = None) -> dict[
     """Undo ``kill_zone`` or ``freeze_zone``."""
     with client(configuration) as platform:
         return platform.zone_action(zone, "resume")
+
+
+def lose_zone_packets(
+    zone: str, loss_percent: int, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The kernel drops ``loss_percent``% of the TCP segments to and from a zone's replicas
+    (0: none again); nothing in the platform is told."""
+    with client(configuration) as platform:
+        return platform.zone_packet_loss(zone, int(loss_percent))
 
 
 def rotate_shared_key(configuration: dict[str, Any] | None = None) -> dict[str, Any]:
